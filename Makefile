@@ -1,0 +1,86 @@
+# Handoff: one entry point for every routine task. `make help` lists them.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := .cache/uv-venv/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+KAFKACTL := $(PYTHON) deploy/kafka/kafkactl.py
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON ?= $(shell command -v python3.11 || command -v python3)
+export UV_CACHE_DIR ?= $(CURDIR)/.cache/uv
+PYTEST_ARGS ?=
+
+.PHONY: help setup venv kafka-jars node-tools kafka-up kafka-down kafka-status cluster-up cluster-down \
+        test test-unit lint fmt asyncapi provision up down bench bench-quick chaos clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+$(UV):
+	@echo "==> installing uv $(UV_VERSION) into .cache/uv-venv"
+	@$(PYTHON) -m venv .cache/uv-venv
+	@.cache/uv-venv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock libs/events/pyproject.toml $(wildcard services/*/pyproject.toml) sim/pyproject.toml
+	@echo "==> syncing the virtual environment (.venv) from uv.lock"
+	@$(UV) sync --all-packages --locked --quiet
+	@touch $@
+
+venv: $(VENV)/.synced ## create/refresh .venv from uv.lock
+
+kafka-jars: ## fetch the Kafka jars from Maven Central (once)
+	@$(KAFKACTL) fetch
+
+tools/asyncapi/node_modules/.installed: tools/asyncapi/package.json tools/asyncapi/package-lock.json
+	@echo "==> installing the AsyncAPI parser (npm ci)"
+	@cd tools/asyncapi && npm ci --no-audit --no-fund --silent
+	@touch $@
+
+node-tools: tools/asyncapi/node_modules/.installed
+
+setup: venv kafka-jars node-tools ## everything tests and `make up` need
+
+kafka-up: kafka-jars ## start the local single-node broker (127.0.0.1:19092)
+	@$(KAFKACTL) start --wait 120
+
+kafka-down: ## stop the local broker
+	@$(KAFKACTL) stop
+
+kafka-status: ## local brokers: running or not, ports, logs
+	@$(KAFKACTL) status
+
+cluster-up: kafka-jars ## start the 3-broker cluster (127.0.0.1:29092-29094)
+	@$(KAFKACTL) start --cluster --wait 180
+
+cluster-down: ## stop the 3-broker cluster
+	@$(KAFKACTL) stop --cluster
+
+test: setup ## the whole suite against a real broker (starts one if needed)
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv ## only the fast tests that need no broker
+	@$(PY) -m pytest -m "not kafka and not cluster" $(PYTEST_ARGS)
+
+lint: venv ## ruff format --check, ruff check, mypy --strict, import contracts
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/mypy libs/events/src
+	@$(VENV)/bin/lint-imports
+
+fmt: venv ## format and autofix
+	@$(VENV)/bin/ruff format .
+	@$(VENV)/bin/ruff check --fix .
+
+asyncapi: venv ## regenerate docs/asyncapi.json from the contracts
+	@$(VENV)/bin/handoff asyncapi -o docs/asyncapi.json
+
+provision: venv kafka-up ## create/update all topics on $$KAFKA_BOOTSTRAP_SERVERS
+	@$(VENV)/bin/handoff topics provision
+
+clean: ## remove caches, local state and broker data (keeps jars and .venv)
+	@$(KAFKACTL) wipe || true
+	@rm -rf .run .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,33 @@
+"""Deterministic identifiers.
+
+Anything that can be emitted again (after a crash, a replay, a retry) derives
+its id from the facts that caused it, so a re-emission carries the same id and
+consumers can drop it as a duplicate.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+_SEP = "\x1f"  # unit separator: cannot occur in ids, so ("a|b","c") != ("a","b|c")
+
+
+def digest(*parts: object, length: int = 20) -> str:
+    """A short, URL-safe, lower-case digest of the parts (base32 of SHA-256)."""
+    raw = hashlib.sha256(_SEP.join(str(p) for p in parts).encode()).digest()
+    return base64.b32encode(raw).decode().rstrip("=").lower()[:length]
+
+
+def shipment_id(tenant_id: str, order_id: str, origin_location_id: str) -> str:
+    """One shipment per (tenant, order, origin): a replay yields the same id."""
+    return "shp_" + digest("shipment", tenant_id, order_id, origin_location_id)
+
+
+def return_shipment_id(tenant_id: str, rma_id: str) -> str:
+    return "shp_" + digest("return-shipment", tenant_id, rma_id)
+
+
+def event_id(kind: str, *facts: object) -> str:
+    """The CloudEvents id of an event caused by `facts`; same facts, same id."""
+    return "evt_" + digest(kind, *facts, length=26)

@@ -1,0 +1,1 @@
+"""The runtime every service shares: settings, logging, metrics, HTTP edge, publisher, app."""

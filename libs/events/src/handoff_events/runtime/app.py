@@ -1,0 +1,148 @@
+"""ServiceApp: one way to run any Handoff service.
+
+It wires the stream stages (`StatefulProcessor`s run by the engine), the HTTP
+edge (Starlette on uvicorn) with `/health/live`, `/health/ready`, `/metrics`
+and `/openapi.json`, and a durable `EventPublisher` for HTTP routes. SIGTERM
+or SIGINT drains: stop taking HTTP requests, finish and commit in-flight
+batches, leave the consumer groups, exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from handoff_events.runtime.http import Problem, json_response, problem_handler
+from handoff_events.runtime.logging import configure_logging, get_logger
+from handoff_events.runtime.metrics import READY
+from handoff_events.runtime.publisher import EventPublisher
+from handoff_events.runtime.settings import ServiceSettings
+from handoff_events.stream.api import StatefulProcessor
+from handoff_events.stream.engine import StreamEngine
+
+Hook = Callable[[], Awaitable[None]]
+log = get_logger("handoff.app")
+
+
+class ServiceApp:
+    def __init__(
+        self,
+        service: str,
+        settings: ServiceSettings,
+        processors: Sequence[StatefulProcessor[Any]] = (),
+        routes: Sequence[BaseRoute] = (),
+        openapi: dict[str, Any] | None = None,
+        on_start: Sequence[Hook] = (),
+        on_stop: Sequence[Hook] = (),
+        clock: Callable[[], Any] | None = None,
+    ):
+        self.service = service
+        self.settings = settings
+        self.instance_id = settings.instance_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.engines = [StreamEngine(p, settings, clock=clock) for p in processors]
+        self.publisher = EventPublisher(settings, client_id=f"{service}-http-{self.instance_id}")
+        self.openapi = openapi
+        self._on_start = list(on_start)
+        self._on_stop = list(on_stop)
+        self._stopping = asyncio.Event()
+        self._started = False
+        self.http = Starlette(
+            routes=[
+                Route("/health/live", self._live),
+                Route("/health/ready", self._ready),
+                Route("/metrics", self._metrics),
+                Route("/openapi.json", self._openapi),
+                *routes,
+            ],
+            exception_handlers={Problem: problem_handler},
+        )
+        self.http.state.app = self
+
+    @property
+    def ready(self) -> bool:
+        return self._started and all(e.ready for e in self.engines)
+
+    async def _live(self, request: Request) -> Response:
+        return json_response({"status": "live", "service": self.service})
+
+    async def _ready(self, request: Request) -> Response:
+        detail = {e.processor.name: e.status() for e in self.engines}
+        ok = self.ready
+        return json_response(
+            {"status": "ready" if ok else "not_ready", "service": self.service, "stages": detail},
+            200 if ok else 503,
+        )
+
+    async def _metrics(self, request: Request) -> Response:
+        READY.labels(self.service).set(1 if self.ready else 0)
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    async def _openapi(self, request: Request) -> Response:
+        if self.openapi is None:
+            raise Problem(404, "Not found", "this service has no HTTP API", reason="not_found")
+        return json_response(self.openapi)
+
+    async def start(self) -> None:
+        """Start publisher, engines and hooks (not the HTTP server): for embedding in tests."""
+        await self.publisher.start()
+        for hook in self._on_start:
+            await hook()
+        for engine in self.engines:
+            await engine.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        started = time.monotonic()
+        await asyncio.gather(*(e.stop() for e in self.engines), return_exceptions=True)
+        for hook in self._on_stop:
+            await hook()
+        await self.publisher.stop()
+        log.info("stopped", drain_seconds=round(time.monotonic() - started, 3))
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Run until SIGTERM/SIGINT, then drain and exit."""
+        configure_logging(self.service, self.settings.log_level, self.settings.log_json)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        config = uvicorn.Config(
+            self.http,
+            host=self.settings.http_host,
+            port=self.settings.port_for(self.service),
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+        )
+        server = uvicorn.Server(config)
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        serve = asyncio.create_task(server.serve())
+        await self.start()
+        log.info("started", port=config.port, stages=[e.processor.name for e in self.engines])
+        failed = [e.failure for e in self.engines]
+        waiters = [asyncio.create_task(self._stopping.wait())]
+        waiters += [asyncio.create_task(f.wait()) for f in failed]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for w in waiters:
+            w.cancel()
+        log.info("stopping")
+        server.should_exit = True
+        await self.stop()
+        await serve
+        for engine in self.engines:
+            if engine.failure.is_set():
+                raise SystemExit(f"stage {engine.processor.name} failed: {engine.error!r}")

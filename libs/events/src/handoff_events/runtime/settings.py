@@ -1,0 +1,67 @@
+"""Settings every service shares, from the environment (pydantic-settings).
+
+Each service subclasses `ServiceSettings` for its own knobs; names are
+`HANDOFF_<FIELD>` except the Kafka bootstrap, which follows the common
+`KAFKA_BOOTSTRAP_SERVERS` convention.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICE_PORTS: dict[str, int] = {
+    "control_tower": 8080,
+    "order_intake": 8081,
+    "rate_shopping": 8082,
+    "carrier_allocation": 8083,
+    "tracking": 8084,
+    "notifications": 8085,
+    "returns": 8086,
+}
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HANDOFF_", extra="ignore")
+
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:19092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "HANDOFF_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    topic_prefix: str = ""
+    """Prefix for every topic, group and transactional id (isolated test runs, shared clusters)."""
+    partitions: int = 12
+    http_host: str = "127.0.0.1"
+    http_port: int = 0
+    """0 = the service's default port from SERVICE_PORTS."""
+    state_dir: Path = Path(".run/state")
+    log_level: str = "INFO"
+    log_json: bool = True
+    instance_id: str = ""
+    """Distinguishes instances in logs and client ids; defaults to the host name and pid."""
+    max_batch_records: int = 2000
+    poll_timeout_ms: int = 50
+    punctuate_interval_s: float = 1.0
+    shutdown_timeout_s: float = 20.0
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    config_dir: Path = Path("deploy/config")
+    """Where data files live (carrier catalogue, policies, code tables, locations)."""
+
+    def port_for(self, service: str) -> int:
+        return self.http_port or SERVICE_PORTS[service]
+
+    def kafka_security(self) -> dict[str, object]:
+        """aiokafka client arguments for SASL/SCRAM when configured."""
+        if self.kafka_sasl_mechanism is None:
+            return {"security_protocol": self.kafka_security_protocol}
+        return {
+            "security_protocol": self.kafka_security_protocol,
+            "sasl_mechanism": self.kafka_sasl_mechanism,
+            "sasl_plain_username": self.kafka_sasl_username,
+            "sasl_plain_password": self.kafka_sasl_password,
+        }

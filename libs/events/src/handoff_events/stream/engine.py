@@ -1,0 +1,667 @@
+"""The stream engine: Handoff's one mechanism for exactly-once stateful processing.
+
+How a record's effects become durable exactly once (docs/decisions/0002):
+
+1. One *task* per input partition number. All inputs of a stage are
+   co-partitioned (same partition count, murmur2 on the key), and the range
+   assignor hands partition p of every input to the same instance, so task p
+   sees all events of its keys, in order.
+2. Each task owns a transactional producer with the stable id
+   `<prefix>handoff.<service>.<stage>.<p>`. Creating it fences any zombie that
+   still holds task p (old-style fencing, the only kind aiokafka offers).
+3. On assignment the task's store is restored from the changelog partition p
+   (read_committed, up to the last stable offset) before any input is
+   processed; readiness is false meanwhile. A local snapshot written on clean
+   shutdown shortens the restore; it is deleted as soon as it is read, so
+   after a crash the store is always rebuilt from the changelog alone.
+4. Per poll, each task handles its records against a staged view of its store
+   and then commits, in ONE Kafka transaction: the outputs, the changelog
+   records of every key it changed, the DLQ records, and the input offsets
+   (`send_offsets_to_transaction`). Only after the commit succeeds are the
+   staged changes applied to the in-memory store. If anything fails the
+   transaction is aborted, the task is rebuilt from the changelog and its
+   inputs are re-read from the committed offsets: the outcome is as if the
+   failed batch had never been seen.
+5. A record that cannot be decoded, or that the handler rejects (or crashes
+   on), goes to `<topic>.dlq` with its original bytes and headers plus the
+   reason, inside the same transaction; the partition moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from handoff_events.envelope import DecodeError, Envelope, decode
+from handoff_events.runtime import metrics
+from handoff_events.runtime.logging import bound, get_logger
+from handoff_events.runtime.settings import ServiceSettings
+from handoff_events.stream.api import Emit, MsgpackCodec, Rejected, StateCodec, StatefulProcessor
+from handoff_events.topics import BY_NAME, Names
+
+S = TypeVar("S")
+log = get_logger("handoff.stream")
+_DELETED: Any = object()
+Clock = Callable[[], datetime]
+_SNAPSHOT_MAX_AGE_S = 3600.0
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Snapshot(msgspec.Struct):
+    changelog_offset: int
+    entries: list[tuple[str, bytes, list[tuple[str, bytes]]]]
+
+
+class TaskStore(Generic[S]):
+    """The committed store of one task plus the staged writes of the batch in flight."""
+
+    def __init__(self) -> None:
+        self.committed: dict[str, S] = {}
+        self._batch: dict[str, Any] = {}
+        self._record: dict[str, Any] = {}
+
+    # -- the Store protocol, as seen by handlers --------------------------------------
+    def get(self, key: str) -> S | None:
+        for layer in (self._record, self._batch):
+            if key in layer:
+                value = layer[key]
+                return None if value is _DELETED else value  # type: ignore[no-any-return]
+        return self.committed.get(key)
+
+    def put(self, key: str, value: S) -> None:
+        self._record[key] = value
+
+    def delete(self, key: str) -> None:
+        self._record[key] = _DELETED
+
+    def items(self) -> Iterator[tuple[str, S]]:
+        merged: dict[str, Any] = {**self.committed, **self._batch, **self._record}
+        for key, value in merged.items():
+            if value is not _DELETED:
+                yield key, value
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.items())
+
+    # -- staging, driven by the engine -------------------------------------------------
+    def keep_record(self) -> None:
+        self._batch.update(self._record)
+        self._record.clear()
+
+    def drop_record(self) -> None:
+        self._record.clear()
+
+    def staged(self) -> dict[str, Any]:
+        return self._batch
+
+    def apply_batch(self) -> None:
+        for key, value in self._batch.items():
+            if value is _DELETED:
+                self.committed.pop(key, None)
+            else:
+                self.committed[key] = value
+        self._batch.clear()
+
+    def drop_batch(self) -> None:
+        self._batch.clear()
+        self._record.clear()
+
+
+@dataclass
+class _Context(Generic[S]):
+    partition: int
+    store: TaskStore[S]
+    now: datetime
+    topic: str = ""
+    offset: int = -1
+    key: str | None = None
+    emits: list[Emit] = field(default_factory=list)
+
+    def emit(self, topic: str, key: str, envelope: Envelope[Any]) -> None:
+        if topic not in BY_NAME:
+            raise KeyError(f"{topic!r} is not in the topic catalogue")
+        self.emits.append(Emit(topic, key, envelope))
+
+
+@dataclass
+class _Task(Generic[S]):
+    partition: int
+    producer: AIOKafkaProducer
+    store: TaskStore[S] = field(default_factory=TaskStore)
+    restored: bool = False
+    changelog_end: int = 0
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, engine: StreamEngine[Any]):
+        self._engine = engine
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._engine._on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self._engine._on_assigned(assigned)
+
+
+class StreamEngine(Generic[S]):
+    """Runs one `StatefulProcessor` with exactly-once effects (see the module docstring)."""
+
+    def __init__(
+        self,
+        processor: StatefulProcessor[S],
+        settings: ServiceSettings,
+        clock: Clock | None = None,
+    ):
+        self.processor = processor
+        self.settings = settings
+        self.clock = clock or _utcnow
+        self.names = Names(settings.topic_prefix)
+        self.group_id = self.names.group(processor.service, processor.stage)
+        self.codec: StateCodec[S] | None = processor.codec
+        if processor.changelog and self.codec is None:
+            raise ValueError(f"{processor.name}: a changelog needs a codec")
+        self.tasks: dict[int, _Task[S]] = {}
+        self.failure = asyncio.Event()
+        self.error: BaseException | None = None
+        self._lock = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._joined = False
+        self._restoring = 0
+        self._accept = {
+            self.names(t): frozenset(
+                (processor.accept or {}).get(t) or BY_NAME[t].event_types
+            )
+            for t in processor.inputs
+        }
+        self._labels = (processor.service, processor.stage)
+        every = processor.punctuate_every_s or settings.punctuate_interval_s
+        self._punctuate_every = every
+        self._next_punctuate = 0.0
+        self._next_lag = 0.0
+        self._snapshot_dir = Path(settings.state_dir) / self.group_id
+
+    # ---- public surface --------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return self._joined and self._restoring == 0 and not self.failure.is_set()
+
+    @property
+    def stores(self) -> dict[int, dict[str, S]]:
+        """Committed store contents per owned partition (read-only use: queries, tests)."""
+        return {p: t.store.committed for p, t in self.tasks.items()}
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "ready": self.ready,
+            "joined": self._joined,
+            "partitions": sorted(self.tasks),
+            "restoring": self._restoring,
+            "failed": repr(self.error) if self.error else None,
+        }
+
+    async def start(self) -> None:
+        common = self.settings.kafka_security()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=self.group_id,
+            client_id=f"{self.group_id}-{self.settings.instance_id or os.getpid()}",
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=2_000,
+            max_poll_interval_ms=600_000,
+            rebalance_timeout_ms=60_000,
+            fetch_max_wait_ms=self.settings.poll_timeout_ms,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            **common,
+        )
+        self._consumer.subscribe(
+            [self.names(t) for t in self.processor.inputs], listener=_Rebalance(self)
+        )
+        await self._consumer.start()
+        self._loop_task = asyncio.create_task(self._run(), name=f"engine:{self.processor.name}")
+
+    async def stop(self) -> None:
+        """Finish the batch in flight (it commits), close task producers, leave the group."""
+        self._stopping = True
+        if self._loop_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        async with self._lock:
+            for task in list(self.tasks.values()):
+                await self._close_task(task, clean=not self.failure.is_set())
+            self.tasks.clear()
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+        metrics.ASSIGNED.labels(*self._labels).set(0)
+
+    # ---- rebalance -------------------------------------------------------------------
+    async def _on_revoked(self, revoked: list[TopicPartition]) -> None:
+        async with self._lock:
+            for p in sorted({tp.partition for tp in revoked}):
+                task = self.tasks.pop(p, None)
+                if task is not None:
+                    await self._close_task(task, clean=True)
+            metrics.ASSIGNED.labels(*self._labels).set(len(self.tasks))
+
+    async def _on_assigned(self, assigned: list[TopicPartition]) -> None:
+        partitions = sorted({tp.partition for tp in assigned})
+        self._check_copartitioned(assigned, partitions)
+        async with self._lock:
+            new = [p for p in partitions if p not in self.tasks]
+            self._restoring += len(new)
+            try:
+                for p in new:
+                    self.tasks[p] = await self._open_task(p)
+                    self._restoring -= 1
+            except BaseException as exc:
+                self._fail(exc)
+                raise
+            self._joined = True
+            metrics.ASSIGNED.labels(*self._labels).set(len(self.tasks))
+        log.info("assigned", stage=self.processor.name, partitions=partitions)
+
+    def _check_copartitioned(self, assigned: list[TopicPartition], partitions: list[int]) -> None:
+        have = {(tp.topic, tp.partition) for tp in assigned}
+        for p in partitions:
+            for topic in self._accept:
+                if (topic, p) not in have:
+                    raise RuntimeError(
+                        f"{self.processor.name}: partition {p} of {topic} not assigned with the "
+                        "others: inputs are not co-partitioned (partition counts differ?)"
+                    )
+
+    async def _open_task(self, partition: int) -> _Task[S]:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            transactional_id=f"{self.group_id}.{partition}",
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=1,
+            max_batch_size=512 * 1024,
+            transaction_timeout_ms=60_000,
+            request_timeout_ms=30_000,
+            client_id=f"{self.group_id}.{partition}",
+            **self.settings.kafka_security(),
+        )
+        await producer.start()
+        task: _Task[S] = _Task(partition=partition, producer=producer)
+        # Begin+commit an empty transaction: this waits for the producer id, which
+        # is the moment the previous owner of this transactional id is fenced and
+        # its open transaction aborted -- before we read the changelog.
+        await producer.begin_transaction()
+        await producer.commit_transaction()
+        await self._restore(task)
+        return task
+
+    async def _close_task(self, task: _Task[S], clean: bool) -> None:
+        if clean and task.restored and self.processor.changelog:
+            with contextlib.suppress(Exception):
+                await self._write_snapshot(task)
+        with contextlib.suppress(Exception):
+            await task.producer.stop()
+
+    # ---- restore ---------------------------------------------------------------------
+    def _snapshot_path(self, partition: int) -> Path:
+        return self._snapshot_dir / f"{partition}.snapshot"
+
+    async def _write_snapshot(self, task: _Task[S]) -> None:
+        assert self.codec is not None and self.processor.changelog
+        tp = TopicPartition(self.names(self.processor.changelog), task.partition)
+        end = await self._changelog_end(tp)
+        entries = []
+        for key, value in task.store.committed.items():
+            raw, headers = self.codec.encode(key, value)
+            entries.append((key, raw, headers))
+        self._snapshot_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self._snapshot_path(task.partition).with_suffix(".tmp")
+        tmp.write_bytes(msgspec.msgpack.encode(_Snapshot(end, entries)))
+        tmp.replace(self._snapshot_path(task.partition))
+
+    async def _changelog_end(self, tp: TopicPartition) -> int:
+        reader = self._reader()
+        await reader.start()
+        try:
+            reader.assign([tp])
+            return int((await reader.end_offsets([tp]))[tp])
+        finally:
+            await reader.stop()
+
+    def _reader(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=50,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            **self.settings.kafka_security(),
+        )
+
+    async def _restore(self, task: _Task[S]) -> None:
+        if not self.processor.changelog:
+            task.restored = True
+            return
+        assert self.codec is not None
+        started = time.monotonic()
+        store = task.store.committed
+        tp = TopicPartition(self.names(self.processor.changelog), task.partition)
+        start_offset = 0
+        snap_path = self._snapshot_path(task.partition)
+        if snap_path.exists() and time.time() - snap_path.stat().st_mtime > _SNAPSHOT_MAX_AGE_S:
+            snap_path.unlink()  # older than tombstone retention could cover: distrust it
+        if snap_path.exists():
+            # Read once, then delete: a crash after this point must not reuse it.
+            snapshot = msgspec.msgpack.decode(snap_path.read_bytes(), type=_Snapshot)
+            snap_path.unlink()
+            for key, raw, headers in snapshot.entries:
+                store[key] = self.codec.decode(raw, headers)
+            start_offset = snapshot.changelog_offset
+        reader = self._reader()
+        await reader.start()
+        count = 0
+        try:
+            reader.assign([tp])
+            end = int((await reader.end_offsets([tp]))[tp])
+            begin = int((await reader.beginning_offsets([tp]))[tp])
+            if start_offset < begin or start_offset > end:
+                store.clear()  # snapshot older than retained changelog: rebuild from scratch
+                start_offset = begin
+            reader.seek(tp, start_offset)
+            position = start_offset
+            while position < end:
+                batch = await reader.getmany(tp, timeout_ms=500, max_records=10_000)
+                for record in batch.get(tp, ()):
+                    key = record.key.decode() if record.key else ""
+                    if record.value is None:
+                        store.pop(key, None)
+                    else:
+                        store[key] = self.codec.decode(record.value, record.headers)
+                    count += 1
+                position = await reader.position(tp)
+        finally:
+            await reader.stop()
+        task.restored = True
+        task.changelog_end = end
+        metrics.RESTORE_SECONDS.labels(*self._labels).observe(time.monotonic() - started)
+        metrics.RESTORED_RECORDS.labels(*self._labels).inc(count)
+        log.info(
+            "restored",
+            stage=self.processor.name,
+            partition=task.partition,
+            records=count,
+            keys=len(store),
+            seconds=round(time.monotonic() - started, 3),
+        )
+
+    # ---- the loop --------------------------------------------------------------------
+    def _fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+            log.error("stage failed", stage=self.processor.name, error=repr(exc))
+        self.failure.set()
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        try:
+            while not self._stopping:
+                batch = await consumer.getmany(
+                    timeout_ms=self.settings.poll_timeout_ms,
+                    max_records=self.settings.max_batch_records,
+                )
+                if batch:
+                    await self._process(batch)
+                now = time.monotonic()
+                if self.processor.punctuate is not None and now >= self._next_punctuate:
+                    self._next_punctuate = now + self._punctuate_every
+                    await self._punctuate_all()
+                if now >= self._next_lag:
+                    self._next_lag = now + 2.0
+                    self._record_lag(consumer)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fail(exc)
+
+    def _record_lag(self, consumer: AIOKafkaConsumer) -> None:
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is None:
+                continue
+            try:
+                position = consumer._subscription.subscription.assignment.state_value(tp).position
+            except Exception:
+                continue
+            if position is not None:
+                topic = self.names.unprefixed(tp.topic)
+                metrics.LAG.labels(*self._labels, topic, str(tp.partition)).set(max(0, high - position))
+
+    async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        by_task: dict[int, list[tuple[TopicPartition, ConsumerRecord]]] = {}
+        for tp, records in batch.items():
+            by_task.setdefault(tp.partition, []).extend((tp, r) for r in records)
+        async with self._lock:
+            jobs = []
+            for partition, items in by_task.items():
+                task = self.tasks.get(partition)
+                if task is None:
+                    continue  # revoked between fetch and now: the new owner re-reads
+                # Merge co-partitioned inputs by record time (then input order): stable.
+                items.sort(key=lambda item: item[1].timestamp)
+                jobs.append(self._process_task(task, items))
+            results = await asyncio.gather(*jobs, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _process_task(
+        self, task: _Task[S], items: list[tuple[TopicPartition, ConsumerRecord]]
+    ) -> None:
+        started = time.monotonic()
+        ctx: _Context[S] = _Context(task.partition, task.store, self.clock())
+        offsets: dict[TopicPartition, int] = {}
+        dlq: list[tuple[str, ConsumerRecord, str, str, str | None, str | None]] = []
+        handle = self.processor.handle
+        service, stage = self._labels
+        for tp, record in items:
+            offsets[tp] = record.offset + 1
+            topic = self.names.unprefixed(tp.topic)
+            metrics.RECORDS.labels(service, stage, topic).inc()
+            try:
+                envelope = decode(record.value, record.headers, self._accept[tp.topic])
+            except DecodeError as err:
+                dlq.append((tp.topic, record, err.reason, err.message, err.field, err.value_text))
+                continue
+            ctx.topic, ctx.offset = topic, record.offset
+            ctx.key = record.key.decode(errors="replace") if record.key else None
+            mark = len(ctx.emits)
+            with bound(
+                ce_id=envelope.id,
+                tenant=envelope.tenant_id,
+                subject=envelope.subject,
+                topic=topic,
+                partition=tp.partition,
+                offset=record.offset,
+            ):
+                try:
+                    result = handle(envelope, ctx)
+                    if inspect.isawaitable(result):
+                        await result
+                except Rejected as rej:
+                    del ctx.emits[mark:]
+                    task.store.drop_record()
+                    dlq.append((tp.topic, record, rej.reason, rej.message, rej.field, rej.value))
+                    continue
+                except Exception as exc:
+                    del ctx.emits[mark:]
+                    task.store.drop_record()
+                    log.exception("handler failed; record sent to the DLQ", stage=stage)
+                    dlq.append((tp.topic, record, "handler_error", repr(exc)[:300], None, None))
+                    continue
+            task.store.keep_record()
+        await self._commit(task, ctx.emits, dlq, offsets)
+        metrics.BATCH_SECONDS.labels(service, stage).observe(time.monotonic() - started)
+
+    async def _commit(
+        self,
+        task: _Task[S],
+        emits: list[Emit],
+        dlq: list[tuple[str, ConsumerRecord, str, str, str | None, str | None]],
+        offsets: dict[TopicPartition, int],
+    ) -> None:
+        staged = task.store.staged()
+        if not emits and not dlq and not offsets and not staged:
+            return
+        producer = task.producer
+        service, stage = self._labels
+        try:
+            await producer.begin_transaction()
+            futures = []
+            for emit in emits:
+                value, headers = _encode(emit.envelope)
+                futures.append(
+                    await producer.send(
+                        self.names(emit.topic),
+                        value=value,
+                        key=emit.key.encode(),
+                        headers=headers,
+                    )
+                )
+            if staged and self.processor.changelog:
+                assert self.codec is not None
+                changelog = self.names(self.processor.changelog)
+                for key, value in staged.items():
+                    if value is _DELETED:
+                        raw, headers = None, []
+                    else:
+                        raw, headers = self.codec.encode(key, value)
+                    futures.append(
+                        await producer.send(
+                            changelog,
+                            value=raw,
+                            key=key.encode(),
+                            headers=headers,
+                            partition=task.partition,
+                        )
+                    )
+            for topic, record, reason, message, fld, val in dlq:
+                futures.append(await producer.send(**_dlq_record(topic, record, reason, message, fld, val, service)))
+                metrics.DLQ.labels(service, stage, self.names.unprefixed(topic), reason).inc()
+                log.warning(
+                    "record dead-lettered",
+                    topic=self.names.unprefixed(topic),
+                    partition=record.partition,
+                    offset=record.offset,
+                    reason=reason,
+                    field=fld,
+                )
+            if offsets:
+                await producer.send_offsets_to_transaction(offsets, self.group_id)
+            await producer.commit_transaction()
+            for fut in futures:
+                fut.result()
+        except Exception as exc:
+            metrics.TRANSACTIONS.labels(service, stage, "aborted").inc()
+            log.warning("transaction failed; rebuilding task", partition=task.partition, error=repr(exc))
+            await self._reset_task(task)
+            return
+        task.store.apply_batch()
+        metrics.TRANSACTIONS.labels(service, stage, "committed").inc()
+        for emit in emits:
+            metrics.EMITTED.labels(service, stage, emit.topic).inc()
+        metrics.STORE_KEYS.labels(service, stage).set(
+            sum(len(t.store.committed) for t in self.tasks.values())
+        )
+
+    async def _reset_task(self, task: _Task[S]) -> None:
+        """After a failed transaction: fresh producer (fences the old epoch), store rebuilt
+        from the changelog, inputs re-read from the committed offsets."""
+        task.store.drop_batch()
+        with contextlib.suppress(Exception):
+            await task.producer.stop()
+        assert self._consumer is not None
+        partition = task.partition
+        fresh = await self._open_task(partition)
+        self.tasks[partition] = fresh
+        for topic in self._accept:
+            tp = TopicPartition(topic, partition)
+            committed = await self._consumer.committed(tp)
+            if committed is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, committed)
+
+    async def _punctuate_all(self) -> None:
+        punctuate = self.processor.punctuate
+        assert punctuate is not None
+        async with self._lock:
+            for task in list(self.tasks.values()):
+                ctx: _Context[S] = _Context(task.partition, task.store, self.clock())
+                try:
+                    result = punctuate(ctx)
+                    if inspect.isawaitable(result):
+                        await result
+                    task.store.keep_record()
+                except Exception:
+                    task.store.drop_batch()
+                    log.exception("punctuator failed", stage=self.processor.name)
+                    continue
+                await self._commit(task, ctx.emits, [], {})
+
+
+def _encode(envelope: Envelope[Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
+    from handoff_events.envelope import encode
+
+    return encode(envelope)
+
+
+def _dlq_record(
+    topic: str,
+    record: ConsumerRecord,
+    reason: str,
+    message: str,
+    field_path: str | None,
+    value: str | None,
+    service: str,
+) -> dict[str, Any]:
+    headers = list(record.headers or ())
+    headers += [
+        ("handoff_dlq_reason", reason.encode()),
+        ("handoff_dlq_message", message[:500].encode()),
+        ("handoff_dlq_topic", topic.encode()),
+        ("handoff_dlq_partition", str(record.partition).encode()),
+        ("handoff_dlq_offset", str(record.offset).encode()),
+        ("handoff_dlq_service", service.encode()),
+        ("handoff_dlq_at", datetime.now(UTC).isoformat().encode()),
+    ]
+    if field_path:
+        headers.append(("handoff_dlq_field", field_path.encode()))
+    if value is not None:
+        headers.append(("handoff_dlq_value", value[:200].encode(errors="replace")))
+    return {"topic": f"{topic}.dlq", "value": record.value, "key": record.key, "headers": headers}
+
+
+__all__ = ["MsgpackCodec", "StreamEngine", "TaskStore"]

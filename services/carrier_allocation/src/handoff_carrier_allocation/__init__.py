@@ -1,0 +1,1 @@
+"""Handoff carrier allocation."""
