@@ -43,6 +43,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -53,7 +54,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,8 @@ DEFAULT_PORT_BASE = 19092
 CLUSTER_SIZE = 3
 DEFAULT_WAIT_S = 90.0
 DEFAULT_STOP_TIMEOUT_S = 30.0
-SINGLE_HEAP = "512m"
-CLUSTER_NODE_HEAP = "384m"
+SINGLE_HEAP = "1536m"  # thousands of short-lived test topics need room
+CLUSTER_NODE_HEAP = "768m"
 
 # A line the broker logs once it is fully up (KafkaRaftServer, Kafka 3.x/4.x).
 READY_LOG_LINE = "Kafka Server started"
@@ -106,24 +107,25 @@ class StartTimeoutError(KafkaCtlError):
 
 # --------------------------------------------------------------------------- output
 
-_quiet = False
+
+class _Output:
+    quiet = False
 
 
 def _say(message: str, *, end: str = "\n") -> None:
     """Progress goes to stderr so stdout stays machine-readable (bootstrap, classpath)."""
-    if not _quiet:
+    if not _Output.quiet:
         print(message, end=end, file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager
 def quiet(enabled: bool = True) -> Iterator[None]:
-    """Silence progress output (the pytest harness uses this outside -s runs)."""
-    global _quiet
-    previous, _quiet = _quiet, enabled
+    """Silence progress output (the CLI's -q; library callers may want it too)."""
+    previous, _Output.quiet = _Output.quiet, enabled
     try:
         yield
     finally:
-        _quiet = previous
+        _Output.quiet = previous
 
 
 # --------------------------------------------------------------------------- jars
@@ -162,7 +164,7 @@ def jars_complete() -> bool:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     """An flock: serialises fetches and starts across concurrent test sessions."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
@@ -182,7 +184,7 @@ def ensure_jars(*, force: bool = False) -> Path:
     """
     if not force and jars_complete():
         return LIBS_DIR
-    with _file_lock(CACHE_DIR / ".fetch.lock"):
+    with file_lock(CACHE_DIR / ".fetch.lock"):
         if not force and jars_complete():
             return LIBS_DIR  # another process fetched while we waited
         mvn = shutil.which("mvn")
@@ -582,7 +584,14 @@ def _check_ports(node: Node) -> None:
         if _port_free(port):
             continue
         owner = _listening_pid(port)
-        who = f"pid {owner} ({' '.join(_cmdline(owner))[:120]})" if owner else "another process"
+        who = "another process"
+        if owner is not None:
+            args = _cmdline(owner)
+            other = [a for a in args if a.startswith(f"-D{NODE_MARKER_PROP}=")]
+            if other:
+                who = f"pid {owner}, a Handoff Kafka node of {other[0].split('=', 1)[1]}"
+            else:
+                who = f"pid {owner} ({' '.join(args)[:120]})"
         raise PortInUseError(
             f"cannot start the {node.label}: {role} port {port} is already in use by {who}, "
             f"which is not this Kafka node. Stop it, or move Kafka with "
@@ -651,6 +660,8 @@ def api_versions_ok(port: int, host: str = "127.0.0.1", timeout: float = 2.0) ->
                 head += chunk
     except OSError:
         return False
+    corr: int
+    error_code: int
     _size, corr, error_code = struct.unpack(">iih", head)
     return corr == correlation_id and error_code == 0
 
@@ -734,37 +745,68 @@ def _wait_ready(nodes: Sequence[Node], offsets: dict[str, int | None], wait: flo
 # --------------------------------------------------------------------------- start/stop
 
 
-def _start_nodes(nodes: Sequence[Node], wait: float, lock: Path) -> list[Node]:
-    """Start whichever of `nodes` is not running; return the ones this call launched."""
+def _as_running(node: Node) -> Node:
+    """The node with the ports its running JVM was started with (its server.properties).
+
+    Matters when a node was started with another --port-base than this call's:
+    waits, status and the returned bootstrap must use the ports it really has.
+    """
+    try:
+        text = node.config_file.read_text()
+    except OSError:
+        return node
+    listeners = dict(re.findall(r"(PLAINTEXT|CONTROLLER)://[^:,\s]+:(\d+)", text))
+    if "PLAINTEXT" not in listeners or "CONTROLLER" not in listeners:
+        return node
+    return replace(
+        node,
+        client_port=int(listeners["PLAINTEXT"]),
+        controller_port=int(listeners["CONTROLLER"]),
+    )
+
+
+def _start_nodes(nodes: Sequence[Node], wait: float, lock: Path) -> tuple[list[Node], list[Node]]:
+    """Start whichever of `nodes` is not running.
+
+    Returns (the nodes as they now run, the ones this call launched).
+    """
     ensure_jars()
     offsets: dict[str, int | None] = {}
-    launched: list[Node] = []
-    with _file_lock(lock):
+    targets: list[Node] = []
+    to_launch: list[Node] = []
+    with file_lock(lock):
         for node in nodes:
             node.directory.mkdir(parents=True, exist_ok=True)
             pid = node_pid(node)
-            if pid is not None:
-                _say(f"the {node.label} is already running (pid {pid}, {node.bootstrap})")
-                offsets[node.name] = None
+            if pid is None:
+                _check_ports(node)
+                node.config_file.write_text(_render_config(node))
+                targets.append(node)
+                to_launch.append(node)
                 continue
-            _check_ports(node)
-            node.config_file.write_text(_render_config(node))
-        to_launch = [n for n in nodes if n.name not in offsets]
+            running = _as_running(node)
+            if _proc_state(pid) == "T":
+                # Paused by a chaos test (SIGSTOP); "start" means "make it run".
+                os.kill(pid, signal.SIGCONT)
+                _say(f"the {node.label} was paused (pid {pid}); sent SIGCONT")
+            _say(f"the {node.label} is already running (pid {pid}, {running.bootstrap})")
+            if running.client_port != node.client_port:
+                _say(f"  note: it uses port {running.client_port}, not {node.client_port}")
+            offsets[node.name] = None
+            targets.append(running)
         _format_storage(to_launch)
         for node in to_launch:
             offsets[node.name] = _log_size(node)
             pid = _launch(node)
-            launched.append(node)
             _say(f"started the {node.label} (pid {pid}, {node.bootstrap}, log {node.log_file})")
     if wait > 0:
-        _wait_ready(nodes, offsets, wait)
-    return launched
+        _wait_ready(targets, offsets, wait)
+    return targets, to_launch
 
 
 def ensure_single(wait: float = DEFAULT_WAIT_S) -> tuple[str, bool]:
     """Start the single node unless running; return (bootstrap, launched_by_this_call)."""
-    node = single_node()
-    launched = _start_nodes([node], wait, RUN_DIR / ".single.lock")
+    (node,), launched = _start_nodes([single_node()], wait, RUN_DIR / ".single.lock")
     return node.bootstrap, bool(launched)
 
 
@@ -779,8 +821,8 @@ def ensure_cluster(wait: float = DEFAULT_WAIT_S) -> tuple[str, list[int]]:
     All missing nodes are launched before waiting: a node cannot become ready
     until a majority of the controller quorum is up.
     """
-    launched = _start_nodes(cluster_nodes(), wait, RUN_DIR / ".cluster.lock")
-    return cluster_bootstrap(), [n.node_id for n in launched]
+    nodes, launched = _start_nodes(cluster_nodes(), wait, RUN_DIR / ".cluster.lock")
+    return ",".join(n.bootstrap for n in nodes), [n.node_id for n in launched]
 
 
 def start_cluster(wait: float = DEFAULT_WAIT_S) -> str:
@@ -790,8 +832,7 @@ def start_cluster(wait: float = DEFAULT_WAIT_S) -> str:
 
 def start_node(n: int, wait: float = DEFAULT_WAIT_S) -> str:
     """(Re)start one cluster node, e.g. after a chaos test killed it."""
-    node = cluster_node(n)
-    _start_nodes([node], wait, RUN_DIR / ".cluster.lock")
+    (node,), _ = _start_nodes([cluster_node(n)], wait, RUN_DIR / ".cluster.lock")
     return node.bootstrap
 
 
@@ -806,9 +847,7 @@ def _wait_exit(pids: dict[str, int], timeout: float) -> dict[str, int]:
     return {name: pid for name, pid in alive.items() if _alive(pid)}
 
 
-def _signal_nodes(
-    nodes: Sequence[Node], sig: str | int | signal.Signals, timeout: float
-) -> None:
+def _signal_nodes(nodes: Sequence[Node], sig: str | int | signal.Signals, timeout: float) -> None:
     """Send a signal to the nodes; TERM waits and escalates to KILL after `timeout`."""
     signum = _parse_signal(sig)
     targets: dict[str, int] = {}
@@ -901,6 +940,8 @@ def wipe() -> None:
 def node_status(node: Node) -> dict[str, Any]:
     """A plain description of a node for `status` (and for debugging in tests)."""
     pid = node_pid(node)
+    if pid is not None:
+        node = _as_running(node)
     if pid is None:
         state = "stopped"
     elif _proc_state(pid) == "T":
@@ -1054,7 +1095,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  kafkactl.py stop --node 2 --signal KILL   # crash one cluster broker\n"
             "  kafkactl.py start --node 2          # bring it back\n"
             "  kafkactl.py status\n"
-            "  java -cp \"$(kafkactl.py perf-classpath)\" "
+            '  java -cp "$(kafkactl.py perf-classpath)" '
             "org.apache.kafka.tools.ProducerPerformance --help\n"
             "\n"
             "Progress goes to stderr; stdout carries only results (bootstrap servers, "
@@ -1160,7 +1201,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-
 
 
 if __name__ == "__main__":

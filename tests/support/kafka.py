@@ -132,7 +132,7 @@ class _SingleNodeLease:
         return live
 
     def acquire(self) -> str:
-        with kafkactl._file_lock(self.lock):
+        with kafkactl.file_lock(self.lock):
             self.leases_dir.mkdir(parents=True, exist_ok=True)
             self.path.touch()
         bootstrap, launched = kafkactl.ensure_single(wait=START_WAIT_S)
@@ -141,7 +141,7 @@ class _SingleNodeLease:
         return str(bootstrap)
 
     def release(self) -> None:
-        with kafkactl._file_lock(self.lock):
+        with kafkactl.file_lock(self.lock):
             self.path.unlink(missing_ok=True)
             if self._live_leases() or not self.flag.exists():
                 return
@@ -156,7 +156,7 @@ def _docker_kafka_available() -> bool:
     if os.environ.get("HANDOFF_KAFKA_BACKEND", "auto") == "local":
         return False
     try:
-        import docker  # type: ignore[import-untyped]
+        docker = importlib.import_module("docker")  # untyped; a testcontainers dependency
     except ImportError:
         return False
     try:
@@ -270,19 +270,41 @@ def kafka_cluster() -> Iterator[str]:
 
 
 @pytest.fixture
-def unique_name(request: pytest.FixtureRequest) -> str:
-    """A short token unique to this test, to prefix topics, group ids and txn ids."""
+def unique_name(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A short token unique to this test, to prefix topics, group ids and txn ids.
+
+    After the test, every topic whose name starts with the token is deleted (unless
+    HANDOFF_KEEP_TOPICS=1), so a long suite does not pile thousands of partitions onto
+    one small broker."""
     token = f"t{uuid.uuid4().hex[:8]}"
     # Shows up in junit XML and reports, to find a failed test's topics in the logs.
     request.node.user_properties.append(("kafka_name_prefix", token))
-    return token
+    yield token
+    if os.environ.get("HANDOFF_KEEP_TOPICS") == "1" or "kafka_bootstrap" not in request.fixturenames:
+        return
+    bootstrap = request.getfixturevalue("kafka_bootstrap")
+    with contextlib.suppress(Exception):
+        asyncio.run(_delete_topics_with_prefix(bootstrap, token))
+
+
+async def _delete_topics_with_prefix(bootstrap: str, prefix: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        doomed = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if doomed:
+            await admin.delete_topics(doomed, timeout_ms=15000)
+    finally:
+        await admin.close()
 
 
 # --------------------------------------------------------------------------- async helpers
 
 
 async def wait_for_cluster_ready(
-    bootstrap: str, expected_brokers: int, timeout: float = 60.0
+    bootstrap: str, expected_brokers: int, within: float = 60.0
 ) -> dict[str, Any]:
     """Wait until the metadata lists `expected_brokers` live brokers; return describe_cluster.
 
@@ -291,7 +313,7 @@ async def wait_for_cluster_ready(
     """
     from aiokafka.admin import AIOKafkaAdminClient
 
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     last: object = None
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
@@ -308,7 +330,7 @@ async def wait_for_cluster_ready(
                 await admin.close()
         if time.monotonic() > deadline:
             raise TimeoutError(
-                f"{bootstrap}: expected {expected_brokers} brokers within {timeout:.0f}s, "
+                f"{bootstrap}: expected {expected_brokers} brokers within {within:.0f}s, "
                 f"last answer: {last!r}"
             )
         await asyncio.sleep(0.5)
@@ -334,7 +356,7 @@ async def create_topic(
     partitions: int = 1,
     replication_factor: int = 1,
     configs: Mapping[str, str] | None = None,
-    timeout: float = 30.0,
+    within: float = 30.0,
 ) -> dict[str, Any]:
     """Create a topic (auto-creation is off) and wait until every partition has a leader."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -351,7 +373,7 @@ async def create_topic(
                 raise RuntimeError(f"creating topic {name!r} failed: {result!r}")
     finally:
         await admin.close()
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         description = await describe_topic(bootstrap, topic)
         parts = description.get("partitions", [])
@@ -362,15 +384,15 @@ async def create_topic(
         ):
             return description
         if time.monotonic() > deadline:
-            raise TimeoutError(f"topic {topic!r} has no leaders after {timeout:.0f}s: {description}")
+            raise TimeoutError(f"topic {topic!r} has no leaders after {within:.0f}s: {description}")
         await asyncio.sleep(0.2)
 
 
 async def wait_for_isr(
-    bootstrap: str, topic: str, expected_isr: int, timeout: float = 90.0
+    bootstrap: str, topic: str, expected_isr: int, within: float = 90.0
 ) -> dict[str, Any]:
     """Wait until every partition of `topic` has `expected_isr` in-sync replicas."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     description: dict[str, Any] = {}
     while True:
         with contextlib.suppress(Exception):
@@ -380,7 +402,7 @@ async def wait_for_isr(
                 return description
         if time.monotonic() > deadline:
             raise TimeoutError(
-                f"topic {topic!r}: ISR not back to {expected_isr} within {timeout:.0f}s: "
+                f"topic {topic!r}: ISR not back to {expected_isr} within {within:.0f}s: "
                 f"{description}"
             )
         await asyncio.sleep(0.5)
@@ -391,7 +413,7 @@ async def read_all(
     topic: str,
     *,
     isolation_level: str = "read_committed",
-    timeout: float = 30.0,
+    within: float = 30.0,
 ) -> list[tuple[int, int, bytes | None, bytes | None]]:
     """Every record of `topic` as (partition, offset, key, value), read to the end offsets.
 
@@ -418,18 +440,15 @@ async def read_all(
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
         records: list[tuple[int, int, bytes | None, bytes | None]] = []
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while True:
             positions = {tp: await consumer.position(tp) for tp in tps}
             if all(positions[tp] >= end[tp] for tp in tps):
                 return records
             if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"reading {topic!r}: positions {positions} never reached {end}"
-                )
+                raise TimeoutError(f"reading {topic!r}: positions {positions} never reached {end}")
             batches = await consumer.getmany(*tps, timeout_ms=500)
             for batch in batches.values():
                 records.extend((r.partition, r.offset, r.key, r.value) for r in batch)
     finally:
         await consumer.stop()
-

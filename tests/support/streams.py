@@ -61,7 +61,9 @@ async def read_topic(
         await consumer.stop()
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+async def until(
+    predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition"
+) -> None:
     """Poll `predicate` until true; fail with `what` after `timeout` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

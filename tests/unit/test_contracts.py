@@ -7,9 +7,6 @@ from datetime import UTC, datetime
 
 import msgspec
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from handoff_events.contracts import EVENT_TYPES, OrderPlaced
 from handoff_events.envelope import (
     DecodeError,
@@ -21,6 +18,8 @@ from handoff_events.envelope import (
 )
 from handoff_events.examples import EXAMPLES
 from handoff_events.topics import BY_NAME, CATALOGUE
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 ALL_TYPES = sorted(EVENT_TYPES)
 
@@ -32,11 +31,23 @@ def test_every_event_type_has_an_example() -> None:
 @pytest.mark.parametrize("ce_type", ALL_TYPES)
 def test_binary_and_structured_round_trip(ce_type: str) -> None:
     env = new_envelope(
-        EXAMPLES[ce_type], source="handoff/test", tenant_id="acme", id="evt-1", time=datetime(2026, 11, 20, tzinfo=UTC), type=ce_type
+        EXAMPLES[ce_type],
+        source="handoff/test",
+        tenant_id="acme",
+        id="evt-1",
+        time=datetime(2026, 11, 20, tzinfo=UTC),
+        type=ce_type,
     )
     value, headers = encode(env)
     names = [k for k, _ in headers]
-    assert names[:6] == ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_tenantid", "content-type"]
+    assert names[:6] == [
+        "ce_specversion",
+        "ce_id",
+        "ce_source",
+        "ce_type",
+        "ce_tenantid",
+        "content-type",
+    ]
     assert dict(headers)["ce_time"] == b"2026-11-20T00:00:00Z"
     assert decode(value, headers) == env
     structured = encode_structured(env)
@@ -54,28 +65,100 @@ def test_deterministic_ids_for_re_emitted_events() -> None:
 
 
 ORDER = msgspec.json.encode(EXAMPLES["handoff.order.placed.v1"])
-GOOD_HEADERS = encode(new_envelope(EXAMPLES["handoff.order.placed.v1"], source="m", tenant_id="acme", id="1"))[1]
+GOOD_HEADERS = encode(
+    new_envelope(EXAMPLES["handoff.order.placed.v1"], source="m", tenant_id="acme", id="1")
+)[1]
 
 
 @pytest.mark.parametrize(
     ("value", "headers", "reason", "field", "bad_value"),
     [
         (b"{oops", GOOD_HEADERS, "invalid_json", "$", "{oops"),
-        (ORDER.replace(b'"weight_g":1200', b'"weight_g":"heavy"'), GOOD_HEADERS, "schema_violation", "$.parcels[0].weight_g", "heavy"),
-        (ORDER.replace(b'"weight_g":1200', b'"weight_g":12.5'), GOOD_HEADERS, "schema_violation", "$.parcels[0].weight_g", 12.5),
-        (ORDER.replace(b'"order_id":"A-1001",', b""), GOOD_HEADERS, "schema_violation", "$.order_id", None),
-        (ORDER.replace(b'"country":"DE"', b'"country":"Germany"'), GOOD_HEADERS, "schema_violation", "$.ship_to.country", "Germany"),
-        (ORDER.replace(b'"placed_at":"2026-11-20T10:00:00Z"', b'"placed_at":"2026-11-20T10:00:00"'), GOOD_HEADERS, "schema_violation", "$.placed_at", "2026-11-20T10:00:00"),
-        (ORDER, [(k, b"handoff.order.shipped.v9" if k == "ce_type" else v) for k, v in GOOD_HEADERS], "unknown_type", "ce_type", "handoff.order.shipped.v9"),
-        (ORDER, [(k, v) for k, v in GOOD_HEADERS if k != "ce_id"], "missing_attribute", "ce_id", None),
-        (ORDER, [(k, v) for k, v in GOOD_HEADERS if k != "ce_tenantid"], "missing_attribute", "ce_tenantid", None),
-        (ORDER, [(k, b"ACME Inc" if k == "ce_tenantid" else v) for k, v in GOOD_HEADERS], "invalid_attribute", "ce_tenantid", "ACME Inc"),
-        (ORDER, [(k, b"0.3" if k == "ce_specversion" else v) for k, v in GOOD_HEADERS], "unsupported_specversion", "ce_specversion", "0.3"),
-        (ORDER, [(k, b"text/xml" if k == "content-type" else v) for k, v in GOOD_HEADERS], "unsupported_content_type", "content-type", "text/xml"),
+        (
+            ORDER.replace(b'"weight_g":1200', b'"weight_g":"heavy"'),
+            GOOD_HEADERS,
+            "schema_violation",
+            "$.parcels[0].weight_g",
+            "heavy",
+        ),
+        (
+            ORDER.replace(b'"weight_g":1200', b'"weight_g":12.5'),
+            GOOD_HEADERS,
+            "schema_violation",
+            "$.parcels[0].weight_g",
+            12.5,
+        ),
+        (
+            ORDER.replace(b'"order_id":"A-1001",', b""),
+            GOOD_HEADERS,
+            "schema_violation",
+            "$.order_id",
+            None,
+        ),
+        (
+            ORDER.replace(b'"country":"DE"', b'"country":"Germany"'),
+            GOOD_HEADERS,
+            "schema_violation",
+            "$.ship_to.country",
+            "Germany",
+        ),
+        (
+            ORDER.replace(
+                b'"placed_at":"2026-11-20T10:00:00Z"', b'"placed_at":"2026-11-20T10:00:00"'
+            ),
+            GOOD_HEADERS,
+            "schema_violation",
+            "$.placed_at",
+            "2026-11-20T10:00:00",
+        ),
+        (
+            ORDER,
+            [(k, b"handoff.order.shipped.v9" if k == "ce_type" else v) for k, v in GOOD_HEADERS],
+            "unknown_type",
+            "ce_type",
+            "handoff.order.shipped.v9",
+        ),
+        (
+            ORDER,
+            [(k, v) for k, v in GOOD_HEADERS if k != "ce_id"],
+            "missing_attribute",
+            "ce_id",
+            None,
+        ),
+        (
+            ORDER,
+            [(k, v) for k, v in GOOD_HEADERS if k != "ce_tenantid"],
+            "missing_attribute",
+            "ce_tenantid",
+            None,
+        ),
+        (
+            ORDER,
+            [(k, b"ACME Inc" if k == "ce_tenantid" else v) for k, v in GOOD_HEADERS],
+            "invalid_attribute",
+            "ce_tenantid",
+            "ACME Inc",
+        ),
+        (
+            ORDER,
+            [(k, b"0.3" if k == "ce_specversion" else v) for k, v in GOOD_HEADERS],
+            "unsupported_specversion",
+            "ce_specversion",
+            "0.3",
+        ),
+        (
+            ORDER,
+            [(k, b"text/xml" if k == "content-type" else v) for k, v in GOOD_HEADERS],
+            "unsupported_content_type",
+            "content-type",
+            "text/xml",
+        ),
         (None, GOOD_HEADERS, "empty_value", "value", None),
     ],
 )
-def test_decode_errors_name_reason_field_and_value(value, headers, reason, field, bad_value) -> None:
+def test_decode_errors_name_reason_field_and_value(
+    value, headers, reason, field, bad_value
+) -> None:
     with pytest.raises(DecodeError) as info:
         decode(value, headers)
     assert (info.value.reason, info.value.field, info.value.value) == (reason, field, bad_value)
@@ -88,15 +171,40 @@ def test_unexpected_type_on_a_topic_is_refused() -> None:
 
 
 def test_structured_mode_errors_point_into_data() -> None:
-    doc = b'{"specversion":"1.0","id":"1","source":"m","type":"handoff.order.placed.v1","tenantid":"acme","data":' + ORDER.replace(b'"quantity":1', b'"quantity":0') + b"}"
+    doc = (
+        b'{"specversion":"1.0","id":"1","source":"m","type":"handoff.order.placed.v1","tenantid":"acme","data":'
+        + ORDER.replace(b'"quantity":1', b'"quantity":0')
+        + b"}"
+    )
     with pytest.raises(DecodeError) as info:
         decode(doc, [("content-type", b"application/cloudevents+json")])
     assert info.value.field == "$.data.lines[0].quantity"
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=400), st.lists(st.tuples(st.sampled_from(["ce_id", "ce_type", "ce_specversion", "ce_tenantid", "ce_source", "content-type", "x"]), st.binary(max_size=40)), max_size=8))
-def test_decoder_never_crashes_on_arbitrary_bytes(value: bytes, headers: list[tuple[str, bytes]]) -> None:
+@given(
+    st.binary(max_size=400),
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    "ce_id",
+                    "ce_type",
+                    "ce_specversion",
+                    "ce_tenantid",
+                    "ce_source",
+                    "content-type",
+                    "x",
+                ]
+            ),
+            st.binary(max_size=40),
+        ),
+        max_size=8,
+    ),
+)
+def test_decoder_never_crashes_on_arbitrary_bytes(
+    value: bytes, headers: list[tuple[str, bytes]]
+) -> None:
     try:
         decode(value, headers)
     except DecodeError as err:
@@ -104,7 +212,19 @@ def test_decoder_never_crashes_on_arbitrary_bytes(value: bytes, headers: list[tu
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20), lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=20))
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False)
+        | st.text(max_size=20),
+        lambda inner: (
+            st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+        ),
+        max_leaves=20,
+    )
+)
 def test_payload_decoder_never_crashes_on_arbitrary_json(doc: object) -> None:
     try:
         decode_data(OrderPlaced, msgspec.json.encode(doc))

@@ -36,11 +36,24 @@ def _channel_name(topic: str) -> str:
 def _headers_schema(ce_type: str) -> dict[str, Any]:
     return {
         "type": "object",
-        "required": ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_tenantid", "content-type"],
+        "required": [
+            "ce_specversion",
+            "ce_id",
+            "ce_source",
+            "ce_type",
+            "ce_tenantid",
+            "content-type",
+        ],
         "properties": {
             "ce_specversion": {"type": "string", "const": "1.0"},
-            "ce_id": {"type": "string", "description": "unique per source; deterministic for re-emitted events"},
-            "ce_source": {"type": "string", "description": "e.g. handoff/tracking or the marketplace's URI"},
+            "ce_id": {
+                "type": "string",
+                "description": "unique per source; deterministic for re-emitted events",
+            },
+            "ce_source": {
+                "type": "string",
+                "description": "e.g. handoff/tracking or the marketplace's URI",
+            },
             "ce_type": {"type": "string", "const": ce_type},
             "ce_time": {"type": "string", "format": "date-time"},
             "ce_subject": {"type": "string", "description": "the shipment or order id"},
@@ -62,7 +75,9 @@ def _example(ce_type: str) -> dict[str, Any] | None:
             "ce_id": "evt_example",
             "ce_source": "handoff/example",
             "ce_type": ce_type,
-            "ce_time": rfc3339(msgspec.json.decode(b'"2026-11-20T10:00:00Z"', type=__import__("datetime").datetime)),
+            "ce_time": rfc3339(
+                msgspec.json.decode(b'"2026-11-20T10:00:00Z"', type=__import__("datetime").datetime)
+            ),
             "ce_tenantid": "acme",
             "content-type": "application/json",
         },
@@ -73,7 +88,9 @@ def _example(ce_type: str) -> dict[str, Any] | None:
 def build() -> dict[str, Any]:
     types = sorted(EVENT_TYPES)
     classes = sorted({cls for cls in EVENT_TYPES.values()}, key=lambda c: c.__name__)
-    _, components = msgspec.json.schema_components(classes, ref_template="#/components/schemas/{name}")
+    _, components = msgspec.json.schema_components(
+        classes, ref_template="#/components/schemas/{name}"
+    )
     messages: dict[str, Any] = {}
     for ce_type in types:
         cls = EVENT_TYPES[ce_type]

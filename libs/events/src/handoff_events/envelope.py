@@ -191,7 +191,9 @@ def decode_data(cls: type[E], raw: bytes, prefix: str = "$") -> E:
     except msgspec.ValidationError as exc:
         raise schema_error(exc, raw, prefix) from None
     except msgspec.DecodeError as exc:
-        raise DecodeError("invalid_json", str(exc), prefix, raw[:80].decode(errors="replace"))
+        raise DecodeError(
+            "invalid_json", str(exc), prefix, raw[:80].decode(errors="replace")
+        ) from None
 
 
 def _header_map(headers: Headers) -> dict[str, str]:
@@ -234,13 +236,17 @@ def _event_class(ce_type: str, label: str, accept: Collection[str] | None) -> ty
     if cls is None:
         raise DecodeError("unknown_type", "not a Handoff event type", label, ce_type)
     if accept is not None and ce_type not in accept:
-        raise DecodeError("unexpected_type", "event type not accepted on this topic", label, ce_type)
+        raise DecodeError(
+            "unexpected_type", "event type not accepted on this topic", label, ce_type
+        )
     return cls
 
 
 def _tenant(value: str, label: str) -> str:
     if not _TENANT_RE.match(value):
-        raise DecodeError("invalid_attribute", "tenant id must match [a-z0-9][a-z0-9_-]*", label, value)
+        raise DecodeError(
+            "invalid_attribute", "tenant id must match [a-z0-9][a-z0-9_-]*", label, value
+        )
     return value
 
 
@@ -270,11 +276,15 @@ def decode(
     if content_type == STRUCTURED:
         return _decode_structured(value, accept)
     if content_type != JSON:
-        raise DecodeError("unsupported_content_type", "use application/json", "content-type", content_type)
+        raise DecodeError(
+            "unsupported_content_type", "use application/json", "content-type", content_type
+        )
     spec = attrs.get("ce_specversion")
     if spec != SPEC_VERSION:
         if spec is None:
-            raise DecodeError("missing_attribute", "required CloudEvents attribute", "ce_specversion")
+            raise DecodeError(
+                "missing_attribute", "required CloudEvents attribute", "ce_specversion"
+            )
         raise DecodeError("unsupported_specversion", "only CloudEvents 1.0", "ce_specversion", spec)
     ce_type = _attribute(attrs, "ce_type", "ce_type")
     cls = _event_class(ce_type, "ce_type", accept)
@@ -300,12 +310,16 @@ def _decode_structured(value: bytes, accept: Collection[str] | None) -> Envelope
     except msgspec.ValidationError as exc:
         raise schema_error(exc, value) from None
     except msgspec.DecodeError as exc:
-        raise DecodeError("invalid_json", str(exc), "$", value[:80].decode(errors="replace")) from None
+        raise DecodeError(
+            "invalid_json", str(exc), "$", value[:80].decode(errors="replace")
+        ) from None
     attrs = {f: getattr(doc, f) for f in doc.__struct_fields__ if f != "data"}
     if doc.specversion != SPEC_VERSION:
         if doc.specversion is None:
             raise DecodeError("missing_attribute", "required CloudEvents attribute", "specversion")
-        raise DecodeError("unsupported_specversion", "only CloudEvents 1.0", "specversion", doc.specversion)
+        raise DecodeError(
+            "unsupported_specversion", "only CloudEvents 1.0", "specversion", doc.specversion
+        )
     ce_type = _attribute(attrs, "type", "type")
     cls = _event_class(ce_type, "type", accept)
     if not bytes(doc.data) or bytes(doc.data) == b"null":

@@ -105,7 +105,9 @@ DECISION = c.AllocationDecision(
             score=None,
             eligible=False,
             outcome="ineligible",
-            reasons=[Reason(code="misses_promise", message="estimated 2026-11-23 > promised 2026-11-21")],
+            reasons=[
+                Reason(code="misses_promise", message="estimated 2026-11-23 > promised 2026-11-21")
+            ],
         ),
     ],
     explanation="swift is the cheapest quote that meets the promise with on-time probability ≥ 0.9",
@@ -125,7 +127,8 @@ _add(
         service_level="next_day",
         promised_by=datetime(2026, 11, 21, 20, 0, tzinfo=CET),
         delivery_window=DeliveryWindow(
-            start=datetime(2026, 11, 21, 17, 0, tzinfo=CET), end=datetime(2026, 11, 21, 20, 0, tzinfo=CET)
+            start=datetime(2026, 11, 21, 17, 0, tzinfo=CET),
+            end=datetime(2026, 11, 21, 20, 0, tzinfo=CET),
         ),
         ship_from=c.ShipFrom(location_id="WH-BER-1"),
         ship_to=ADA,
@@ -135,7 +138,11 @@ _add(
         preferences=Preferences(channels=["email", "sms"], locale="de-DE"),
     )
 )
-_add(c.OrderCancelled(order_id=ORDER_ID, cancelled_at=PLACED + timedelta(hours=1), reason="customer_request"))
+_add(
+    c.OrderCancelled(
+        order_id=ORDER_ID, cancelled_at=PLACED + timedelta(hours=1), reason="customer_request"
+    )
+)
 _add(
     c.ReturnRequested(
         return_request_id="RR-555",
@@ -227,7 +234,11 @@ _add(
         ],
     )
 )
-_add(c.ShipmentCancelled(shipment_id=SHIPMENT_ID, order_id=ORDER_ID, cancelled_at=PLACED, reason="customer_request"))
+_add(
+    c.ShipmentCancelled(
+        shipment_id=SHIPMENT_ID, order_id=ORDER_ID, cancelled_at=PLACED, reason="customer_request"
+    )
+)
 _add(c.CancellationRequested(shipment_id=SHIPMENT_ID, order_id=ORDER_ID, requested_at=PLACED))
 _add(
     c.CancellationRefused(
@@ -246,15 +257,33 @@ _add(
         reasons=[Reason(code="no_eligible_carrier", message="no carrier covers NL-9999")],
     )
 )
-_add(c.CapacityReservationRequested(request_id="cap_1", shipment_id=SHIPMENT_ID, bucket=BUCKET, requested_at=PLACED))
 _add(
-    c.CapacityReleaseRequested(
-        request_id="cap_2", shipment_id=SHIPMENT_ID, bucket=BUCKET, requested_at=PLACED, reason="tender_declined"
+    c.CapacityReservationRequested(
+        request_id="cap_1", shipment_id=SHIPMENT_ID, bucket=BUCKET, requested_at=PLACED
     )
 )
-_add(c.CapacityReserved(request_id="cap_1", shipment_id=SHIPMENT_ID, bucket=BUCKET, reserved_at=PLACED, remaining=41))
-_add(c.CapacityRefused(request_id="cap_1", shipment_id=SHIPMENT_ID, bucket=BUCKET, refused_at=PLACED))
-_add(c.CapacityReleased(request_id="cap_2", shipment_id=SHIPMENT_ID, bucket=BUCKET, released_at=PLACED, remaining=42))
+_add(
+    c.CapacityReleaseRequested(
+        request_id="cap_2",
+        shipment_id=SHIPMENT_ID,
+        bucket=BUCKET,
+        requested_at=PLACED,
+        reason="tender_declined",
+    )
+)
+_add(
+    c.CapacityReserved(
+        request_id="cap_1", shipment_id=SHIPMENT_ID, bucket=BUCKET, reserved_at=PLACED, remaining=41
+    )
+)
+_add(
+    c.CapacityRefused(request_id="cap_1", shipment_id=SHIPMENT_ID, bucket=BUCKET, refused_at=PLACED)
+)
+_add(
+    c.CapacityReleased(
+        request_id="cap_2", shipment_id=SHIPMENT_ID, bucket=BUCKET, released_at=PLACED, remaining=42
+    )
+)
 _add(
     c.CarrierAllocated(
         shipment_id=SHIPMENT_ID,
@@ -273,7 +302,11 @@ _add(
 )
 _add(
     c.TenderFailed(
-        shipment_id=SHIPMENT_ID, tender_id="tdr_0", carrier="velo", failed_at=PLACED, outcome="declined"
+        shipment_id=SHIPMENT_ID,
+        tender_id="tdr_0",
+        carrier="velo",
+        failed_at=PLACED,
+        outcome="declined",
     )
 )
 _add(
@@ -281,11 +314,17 @@ _add(
         shipment_id=SHIPMENT_ID,
         order_id=ORDER_ID,
         failed_at=PLACED,
-        reasons=[Reason(code="all_candidates_exhausted", message="3 carriers declined or timed out")],
+        reasons=[
+            Reason(code="all_candidates_exhausted", message="3 carriers declined or timed out")
+        ],
         decision=DECISION,
     )
 )
-_add(c.AllocationReleased(shipment_id=SHIPMENT_ID, released_at=PLACED, carrier="swift", label_ref="lbl_SW123456789"))
+_add(
+    c.AllocationReleased(
+        shipment_id=SHIPMENT_ID, released_at=PLACED, carrier="swift", label_ref="lbl_SW123456789"
+    )
+)
 _add(
     c.TrackingNumberAssigned(
         carrier="swift", tracking_number="SW123456789", shipment_id=SHIPMENT_ID, assigned_at=PLACED
@@ -417,7 +456,9 @@ _add(
         order_id=ORDER_ID,
         shipment_id=SHIPMENT_ID,
         refused_at=PLACED,
-        reasons=[Reason(code="outside_return_window", message="delivered 2026-10-01, window 14 days")],
+        reasons=[
+            Reason(code="outside_return_window", message="delivered 2026-10-01, window 14 days")
+        ],
     )
 )
 _add(
@@ -471,5 +512,74 @@ _add(
     )
 )
 
+
 def example(ce_type: str) -> c.Event:
     return EXAMPLES[ce_type]
+
+
+def _add_late_examples() -> None:
+    """Examples for event types added after the first cut of the contract."""
+    extra: list[c.Event] = []
+    if hasattr(c, "TenderWithdrawn") or "handoff.tender.withdrawn.v1" in c.EVENT_TYPES:
+        cls = c.EVENT_TYPES["handoff.tender.withdrawn.v1"]
+        extra.append(
+            cls(
+                tender_id="tdr_0",
+                shipment_id=SHIPMENT_ID,
+                carrier="velo",
+                withdrawn_at=PLACED + timedelta(seconds=31),
+                reason="not_current",
+                tracking_number="VL12345678",
+                label_ref="lbl_VL12345678",
+            )
+        )
+    if "handoff.tracking.kpi_contribution.v1" in c.EVENT_TYPES:
+        cls = c.EVENT_TYPES["handoff.tracking.kpi_contribution.v1"]
+        extra.append(
+            cls(
+                kpi_key="swift/DE-10>DE-10/acme/2026-11-21",
+                shipment_id=SHIPMENT_ID,
+                tenant_id=TENANT,
+                carrier="swift",
+                lane="DE-10>DE-10",
+                day=date(2026, 11, 21),
+                contributed_at=datetime(2026, 11, 21, 13, 2, tzinfo=UTC),
+                service="swift-express",
+                had_promise=True,
+                on_time=True,
+                first_attempt=True,
+                transit_hours=27.5,
+                cost=Money(amount=920, currency=EUR),
+            )
+        )
+    if "handoff.return.shipment_indexed.v1" in c.EVENT_TYPES:
+        cls = c.EVENT_TYPES["handoff.return.shipment_indexed.v1"]
+        extra.append(
+            cls(
+                order_id=ORDER_ID,
+                shipment_id=SHIPMENT_ID,
+                origin_location_id="WH-BER-1",
+                skus=["SKU-1"],
+                indexed_at=PLACED,
+            )
+        )
+    if "handoff.return.shipment_linked.v1" in c.EVENT_TYPES:
+        cls = c.EVENT_TYPES["handoff.return.shipment_linked.v1"]
+        extra.append(
+            cls(
+                rma_id=RMA_ID,
+                return_request_id="RR-555",
+                order_id=ORDER_ID,
+                shipment_id=SHIPMENT_ID,
+                return_shipment_id=RETURN_SHIPMENT_ID,
+                items=_RETURN_ITEMS,
+                reason_code="wrong_item",
+                label_valid_until=datetime(2026, 12, 9, 23, 59, 59, tzinfo=CET),
+                linked_at=datetime(2026, 11, 25, 9, 0, 1, tzinfo=UTC),
+            )
+        )
+    for event in extra:
+        _add(event)
+
+
+_add_late_examples()

@@ -7,16 +7,14 @@ consumers can drop it as a duplicate.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 
 _SEP = "\x1f"  # unit separator: cannot occur in ids, so ("a|b","c") != ("a","b|c")
 
 
 def digest(*parts: object, length: int = 20) -> str:
-    """A short, URL-safe, lower-case digest of the parts (base32 of SHA-256)."""
-    raw = hashlib.sha256(_SEP.join(str(p) for p in parts).encode()).digest()
-    return base64.b32encode(raw).decode().rstrip("=").lower()[:length]
+    """A short, URL-safe, lower-case digest of the parts (hex of SHA-256; 20 chars = 80 bits)."""
+    return hashlib.sha256(_SEP.join(map(str, parts)).encode()).hexdigest()[:length]
 
 
 def shipment_id(tenant_id: str, order_id: str, origin_location_id: str) -> str:

@@ -6,7 +6,7 @@ from datetime import date
 from typing import Literal
 
 from handoff_events.contracts.base import Event
-from handoff_events.values import AwareDatetime, CarrierCode, Frozen, Location, Money, Proof
+from handoff_events.values import AwareDatetime, CarrierCode, Location, Money, Proof
 
 CanonicalStatus = Literal[
     "requested",

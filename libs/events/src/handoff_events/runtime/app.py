@@ -10,11 +10,12 @@ batches, leave the consumer groups, exit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import uvicorn
@@ -33,6 +34,17 @@ from handoff_events.stream.api import StatefulProcessor
 from handoff_events.stream.engine import StreamEngine
 
 Hook = Callable[[], Awaitable[None]]
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: ServiceApp owns SIGTERM/SIGINT and drains
+    the stream stages as well as the HTTP server."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 log = get_logger("handoff.app")
 
 
@@ -128,8 +140,7 @@ class ServiceApp:
             lifespan="off",
             access_log=False,
         )
-        server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        server = _QuietServer(config)
         serve = asyncio.create_task(server.serve())
         await self.start()
         log.info("started", port=config.port, stages=[e.processor.name for e in self.engines])

@@ -56,7 +56,9 @@ class Problem(Exception):
         if self.field:
             doc["field"] = self.field
         if self.value is not None:
-            doc["value"] = self.value if isinstance(self.value, int | float | bool) else str(self.value)[:200]
+            doc["value"] = (
+                self.value if isinstance(self.value, int | float | bool) else str(self.value)[:200]
+            )
         if self.errors:
             doc["errors"] = self.errors
         return doc
@@ -71,8 +73,12 @@ async def problem_handler(request: Request, exc: Exception) -> Response:
     return problem_response(exc)
 
 
-def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(msgspec.json.encode(payload), status, headers=headers, media_type="application/json")
+def json_response(
+    payload: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        msgspec.json.encode(payload), status, headers=headers, media_type="application/json"
+    )
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -132,4 +138,6 @@ class TenantAuth:
                     found = tenant
             if found is not None:
                 return found
-        raise Problem(401, "Unauthorized", "a valid tenant API key is required", reason="unauthorized")
+        raise Problem(
+            401, "Unauthorized", "a valid tenant API key is required", reason="unauthorized"
+        )

@@ -10,17 +10,28 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import structlog
 
-_configured = False
+# One context variable holding the current record's ids: setting it costs a fraction of a
+# microsecond, where binding each id through structlog.contextvars costs tens per record.
+_record_ids: ContextVar[dict[str, Any] | None] = ContextVar("handoff_record_ids", default=None)
+
+
+def _merge_record_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    ids = _record_ids.get()
+    if ids:
+        for key, value in ids.items():
+            if value is not None:
+                event.setdefault(key, value)
+    return event
 
 
 def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:
-    global _configured
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     renderer: Any = (
@@ -29,6 +40,7 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _merge_record_ids,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
@@ -39,7 +51,6 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
-    _configured = True
 
 
 def get_logger(name: str | None = None) -> Any:
@@ -48,9 +59,10 @@ def get_logger(name: str | None = None) -> Any:
 
 @contextmanager
 def bound(**ids: Any) -> Iterator[None]:
-    """Bind correlation ids for the duration of one record, then restore the previous context."""
-    tokens = structlog.contextvars.bind_contextvars(**{k: v for k, v in ids.items() if v is not None})
+    """Bind correlation ids for the duration of one record, then restore the previous context,
+    so one record's ids never appear on the next record's log lines."""
+    token = _record_ids.set(ids)
     try:
         yield
     finally:
-        structlog.contextvars.reset_contextvars(**tokens)
+        _record_ids.reset(token)

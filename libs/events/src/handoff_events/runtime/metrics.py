@@ -27,7 +27,9 @@ BATCH_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 LAG = Gauge(
-    "handoff_consumer_lag", "Records behind the partition end", ["service", "stage", "topic", "partition"]
+    "handoff_consumer_lag",
+    "Records behind the partition end",
+    ["service", "stage", "topic", "partition"],
 )
 RESTORE_SECONDS = Histogram(
     "handoff_restore_seconds",

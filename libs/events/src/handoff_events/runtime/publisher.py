@@ -28,12 +28,23 @@ class EventPublisher:
     def __init__(self, settings: ServiceSettings, client_id: str):
         self._settings = settings
         self._names = Names(settings.topic_prefix)
-        self._producer = AIOKafkaProducer(client_id=client_id, **producer_defaults(settings))
+        self._client_id = client_id
+        self._producer_or_none: AIOKafkaProducer | None = None
         self._started = False
 
+    @property
+    def _producer(self) -> AIOKafkaProducer:
+        if self._producer_or_none is None:
+            raise RuntimeError("EventPublisher.start() has not been awaited")
+        return self._producer_or_none
+
     async def start(self) -> None:
+        # Created here, not in __init__: aiokafka binds a producer to the running event loop.
         if not self._started:
-            await self._producer.start()
+            self._producer_or_none = AIOKafkaProducer(
+                client_id=self._client_id, **producer_defaults(self._settings)
+            )
+            await self._producer_or_none.start()
             self._started = True
 
     async def stop(self) -> None:

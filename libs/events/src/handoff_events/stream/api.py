@@ -106,7 +106,9 @@ class Context(Protocol[S]):
 class Rejected(Exception):
     """Raise from a handler to send the current record to the DLQ with a reason (not a crash)."""
 
-    def __init__(self, reason: str, message: str, field: str | None = None, value: str | None = None):
+    def __init__(
+        self, reason: str, message: str, field: str | None = None, value: str | None = None
+    ):
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message

@@ -43,6 +43,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import ProducerFenced
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from handoff_events.envelope import DecodeError, Envelope, decode
@@ -81,7 +82,7 @@ class TaskStore(Generic[S]):
         for layer in (self._record, self._batch):
             if key in layer:
                 value = layer[key]
-                return None if value is _DELETED else value  # type: ignore[no-any-return]
+                return None if value is _DELETED else value
         return self.committed.get(key)
 
     def put(self, key: str, value: S) -> None:
@@ -186,9 +187,7 @@ class StreamEngine(Generic[S]):
         self._joined = False
         self._restoring = 0
         self._accept = {
-            self.names(t): frozenset(
-                (processor.accept or {}).get(t) or BY_NAME[t].event_types
-            )
+            self.names(t): frozenset((processor.accept or {}).get(t) or BY_NAME[t].event_types)
             for t in processor.inputs
         }
         self._labels = (processor.service, processor.stage)
@@ -197,6 +196,7 @@ class StreamEngine(Generic[S]):
         self._next_punctuate = 0.0
         self._next_lag = 0.0
         self._snapshot_dir = Path(settings.state_dir) / self.group_id
+        self._record_counters: dict[str, Any] = {}
 
     # ---- public surface --------------------------------------------------------------
     @property
@@ -270,6 +270,8 @@ class StreamEngine(Generic[S]):
         self._check_copartitioned(assigned, partitions)
         async with self._lock:
             new = [p for p in partitions if p not in self.tasks]
+            assert self._consumer is not None
+            self._consumer.resume(*assigned)
             self._restoring += len(new)
             try:
                 for p in new:
@@ -457,7 +459,9 @@ class StreamEngine(Generic[S]):
                 continue
             if position is not None:
                 topic = self.names.unprefixed(tp.topic)
-                metrics.LAG.labels(*self._labels, topic, str(tp.partition)).set(max(0, high - position))
+                metrics.LAG.labels(*self._labels, topic, str(tp.partition)).set(
+                    max(0, high - position)
+                )
 
     async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         by_task: dict[int, list[tuple[TopicPartition, ConsumerRecord]]] = {}
@@ -486,10 +490,14 @@ class StreamEngine(Generic[S]):
         dlq: list[tuple[str, ConsumerRecord, str, str, str | None, str | None]] = []
         handle = self.processor.handle
         service, stage = self._labels
+        counters = self._record_counters
         for tp, record in items:
             offsets[tp] = record.offset + 1
             topic = self.names.unprefixed(tp.topic)
-            metrics.RECORDS.labels(service, stage, topic).inc()
+            counter = counters.get(topic)
+            if counter is None:
+                counter = counters[topic] = metrics.RECORDS.labels(service, stage, topic)
+            counter.inc()
             try:
                 envelope = decode(record.value, record.headers, self._accept[tp.topic])
             except DecodeError as err:
@@ -539,36 +547,24 @@ class StreamEngine(Generic[S]):
         service, stage = self._labels
         try:
             await producer.begin_transaction()
-            futures = []
+            outgoing: list[
+                tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]], int | None]
+            ] = []
             for emit in emits:
                 value, headers = _encode(emit.envelope)
-                futures.append(
-                    await producer.send(
-                        self.names(emit.topic),
-                        value=value,
-                        key=emit.key.encode(),
-                        headers=headers,
-                    )
-                )
+                outgoing.append((self.names(emit.topic), emit.key.encode(), value, headers, None))
             if staged and self.processor.changelog:
                 assert self.codec is not None
                 changelog = self.names(self.processor.changelog)
                 for key, value in staged.items():
                     if value is _DELETED:
-                        raw, headers = None, []
+                        outgoing.append((changelog, key.encode(), None, [], task.partition))
                     else:
                         raw, headers = self.codec.encode(key, value)
-                    futures.append(
-                        await producer.send(
-                            changelog,
-                            value=raw,
-                            key=key.encode(),
-                            headers=headers,
-                            partition=task.partition,
-                        )
-                    )
+                        outgoing.append((changelog, key.encode(), raw, headers, task.partition))
             for topic, record, reason, message, fld, val in dlq:
-                futures.append(await producer.send(**_dlq_record(topic, record, reason, message, fld, val, service)))
+                d = _dlq_record(topic, record, reason, message, fld, val, service)
+                outgoing.append((d["topic"], d["key"], d["value"], d["headers"], None))
                 metrics.DLQ.labels(service, stage, self.names.unprefixed(topic), reason).inc()
                 log.warning(
                     "record dead-lettered",
@@ -578,14 +574,29 @@ class StreamEngine(Generic[S]):
                     reason=reason,
                     field=fld,
                 )
+            futures = await _send_batched(producer, outgoing)
             if offsets:
                 await producer.send_offsets_to_transaction(offsets, self.group_id)
             await producer.commit_transaction()
             for fut in futures:
                 fut.result()
+        except ProducerFenced:
+            # A newer owner of this task exists: our group membership is stale and the
+            # coordinator will revoke the partition. Re-opening would fence the new owner in
+            # turn, so drop the task and let the rebalance decide who owns it.
+            metrics.TRANSACTIONS.labels(service, stage, "fenced").inc()
+            log.warning(
+                "producer fenced: another instance owns this task now", partition=task.partition
+            )
+            await self._drop_task(task)
+            return
         except Exception as exc:
             metrics.TRANSACTIONS.labels(service, stage, "aborted").inc()
-            log.warning("transaction failed; rebuilding task", partition=task.partition, error=repr(exc))
+            log.warning(
+                "transaction failed; rebuilding task", partition=task.partition, error=repr(exc)
+            )
+            with contextlib.suppress(Exception):
+                await producer.abort_transaction()
             await self._reset_task(task)
             return
         task.store.apply_batch()
@@ -595,6 +606,15 @@ class StreamEngine(Generic[S]):
         metrics.STORE_KEYS.labels(service, stage).set(
             sum(len(t.store.committed) for t in self.tasks.values())
         )
+
+    async def _drop_task(self, task: _Task[S]) -> None:
+        task.store.drop_batch()
+        self.tasks.pop(task.partition, None)
+        with contextlib.suppress(Exception):
+            await task.producer.stop()
+        assert self._consumer is not None
+        # Until the rebalance settles, nothing of this partition may be processed here.
+        self._consumer.pause(*(TopicPartition(t, task.partition) for t in self._accept))
 
     async def _reset_task(self, task: _Task[S]) -> None:
         """After a failed transaction: fresh producer (fences the old epoch), store rebuilt
@@ -630,6 +650,42 @@ class StreamEngine(Generic[S]):
                     log.exception("punctuator failed", stage=self.processor.name)
                     continue
                 await self._commit(task, ctx.emits, [], {})
+
+
+async def _send_batched(
+    producer: AIOKafkaProducer,
+    outgoing: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]], int | None]],
+) -> list[asyncio.Future[Any]]:
+    """Send records as one batch per (topic, partition): far cheaper than one `send` per record.
+
+    Partitions are chosen by the producer's own partitioner (murmur2 on the key, as the Java
+    client does), so co-partitioning holds exactly as with `send`."""
+    groups: dict[
+        tuple[str, int], list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]
+    ] = {}
+    known: set[str] = set()
+    for topic, key, value, headers, fixed_partition in outgoing:
+        if topic not in known:
+            await producer.partitions_for(topic)
+            known.add(topic)
+        partition = (
+            producer._partition(topic, None, None, None, key, value)
+            if fixed_partition is None
+            else fixed_partition
+        )
+        groups.setdefault((topic, partition), []).append((key, value, headers))
+    futures: list[asyncio.Future[Any]] = []
+    for (topic, partition), records in groups.items():
+        batch = producer.create_batch()
+        for key, value, headers in records:
+            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = producer.create_batch()
+                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                    raise ValueError(f"record too large for one batch on {topic}")
+        if batch.record_count():
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+    return futures
 
 
 def _encode(envelope: Envelope[Any]) -> tuple[bytes, list[tuple[str, bytes]]]:

@@ -116,7 +116,9 @@ class TopicFollower:
         try:
             envelope = decode(record.value, record.headers, self._accept)
         except DecodeError as err:
-            log.warning("follower skipped an undecodable record", topic=self.topic, reason=err.reason)
+            log.warning(
+                "follower skipped an undecodable record", topic=self.topic, reason=err.reason
+            )
             return
         result = self._on_event(envelope, record)
         if inspect.isawaitable(result):

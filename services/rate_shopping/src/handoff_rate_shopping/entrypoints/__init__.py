@@ -1,0 +1,1 @@
+"""Rate shopping's HTTP edge."""

@@ -1,0 +1,1 @@
+"""Entry points of the returns service: the HTTP edge."""
