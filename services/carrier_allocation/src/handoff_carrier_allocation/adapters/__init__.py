@@ -1,0 +1,1 @@
+"""Adapters at the edge: data files, the KPI follower, the HTTP tender relay."""

@@ -1,0 +1,1 @@
+"""Pure allocation logic: policy ranking, capacity buckets, the per-shipment allocation fold."""
