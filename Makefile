@@ -12,6 +12,10 @@ KAFKACTL := $(PYTHON) deploy/kafka/kafkactl.py
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON ?= $(shell command -v python3.11 || command -v python3)
 export UV_CACHE_DIR ?= $(CURDIR)/.cache/uv
+# Byte-compile at install time and let Python keep .pyc files: every service process and
+# test subprocess would otherwise spend seconds of CPU compiling its imports on start.
+export UV_COMPILE_BYTECODE := 1
+unexport PYTHONDONTWRITEBYTECODE
 PYTEST_ARGS ?=
 
 .PHONY: help setup venv kafka-jars node-tools kafka-up kafka-down kafka-status cluster-up cluster-down \
@@ -42,7 +46,26 @@ tools/asyncapi/node_modules/.installed: tools/asyncapi/package.json tools/asynca
 
 node-tools: tools/asyncapi/node_modules/.installed
 
-setup: venv kafka-jars node-tools ## everything tests and `make up` need
+tools/browser/node_modules/.installed: tools/browser/package.json tools/browser/package-lock.json
+	@echo "==> installing playwright-core for the browser tests (npm ci)"
+	@cd tools/browser && npm ci --no-audit --no-fund --silent
+	@touch $@
+
+browser-tools: tools/browser/node_modules/.installed ## headless Chromium (Debian package) + playwright-core
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  echo "==> installing chromium from the distribution (apt-get, ~2 min)"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium; \
+	fi
+
+docs-tools: ## kcat (Debian package), used by the guides' executed examples (tests/docs)
+	@if ! command -v kcat >/dev/null; then \
+	  echo "==> installing kcat from the distribution (apt-get)"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq kcat; \
+	fi
+
+setup: venv kafka-jars node-tools browser-tools docs-tools ## everything tests and `make up` need
 
 kafka-up: kafka-jars ## start the local single-node broker (127.0.0.1:19092)
 	@$(KAFKACTL) start --wait 120
@@ -80,6 +103,12 @@ asyncapi: venv ## regenerate docs/asyncapi.json from the contracts
 
 provision: venv kafka-up ## create/update all topics on $$KAFKA_BOOTSTRAP_SERVERS
 	@$(VENV)/bin/handoff topics provision
+
+up: setup ## the whole delivery world: broker, topics, 6 services, sims (Ctrl-C stops; UP_ARGS=...)
+	@$(PY) -m handoff_sim.up $(UP_ARGS)
+
+down: ## stop everything `make up` started (SIGTERM, then SIGKILL stragglers)
+	@$(PY) -m handoff_sim.up --down
 
 clean: ## remove caches, local state and broker data (keeps jars and .venv)
 	@$(KAFKACTL) wipe || true

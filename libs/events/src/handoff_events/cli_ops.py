@@ -5,6 +5,7 @@
     handoff dlq list <topic> [--limit N]
     handoff dlq drain <topic> [--dry-run] [--filter-reason R]
     handoff state rebuild --service S --stage X [--to-datetime T] [--state-dir D] [--dry-run]
+    handoff replay <topic> --from-datetime T [--to-datetime T2] --to-topic X [--dry-run]
 
 Topics are catalogue names (`handoff.shipments.state.v1`); the global
 `--prefix` / HANDOFF_TOPIC_PREFIX is applied like the services do. Progress
@@ -741,6 +742,87 @@ async def _state_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------ handoff replay
+
+
+def _moment(text: str, option: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SystemExit(f"{option}: {text!r} is not an RFC 3339 time") from None
+    if moment.tzinfo is None:
+        raise SystemExit(f"{option} needs an offset, e.g. 2026-11-20T08:00:00Z")
+    return moment
+
+
+async def _replay(args: argparse.Namespace) -> int:
+    target = Target.of(args)
+    source = resolve_topic(args.topic, target.prefix)
+    destination = resolve_topic(args.to_topic, target.prefix)
+    if source == destination:
+        raise SystemExit("--to-topic must differ from the topic read (that would loop)")
+    since = _moment(args.from_datetime, "--from-datetime")
+    until = _moment(args.to_datetime, "--to-datetime") if args.to_datetime else None
+    consumer = target.consumer()
+    await consumer.start()
+    try:
+        tps = await _partitions(consumer, source)
+        found = await consumer.offsets_for_times({tp: int(since.timestamp() * 1000) for tp in tps})
+        end = {tp: int(o) for tp, o in (await consumer.end_offsets(tps)).items()}
+        if until is not None:
+            stop = await consumer.offsets_for_times(
+                {tp: int(until.timestamp() * 1000) for tp in tps}
+            )
+            end = {tp: int(stop[tp].offset) if stop.get(tp) else end[tp] for tp in tps}
+        start = {tp: int(found[tp].offset) if found.get(tp) else end[tp] for tp in tps}
+        total = sum(max(0, end[tp] - start[tp]) for tp in tps)
+        say(
+            f"replaying {total} record(s) of {source} from {rfc3339(since)}"
+            + (f" to {rfc3339(until)}" if until else " to the current end")
+            + f" into {destination}"
+            + (" [dry run]" if args.dry_run else "")
+        )
+        picked: list[ConsumerRecord] = []
+
+        def keep(record: ConsumerRecord) -> bool:
+            picked.append(record)
+            return True
+
+        await _read_range(consumer, start, end, keep)
+    finally:
+        await consumer.stop()
+    if args.dry_run:
+        print(f"dry run: {len(picked)} record(s) would be copied to {destination}")
+        return 0
+    producer = AIOKafkaProducer(
+        bootstrap_servers=target.bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        transactional_id=f"{target.prefix}handoff.ops.replay.{destination}",
+        client_id="handoff-cli-replay",
+    )
+    await producer.start()
+    try:
+        # One transaction: read_committed consumers see the whole replay or none of it.
+        await producer.begin_transaction()
+        try:
+            for record in picked:
+                await producer.send(
+                    destination,
+                    record.value,
+                    key=record.key,
+                    headers=[(k, v) for k, v in record.headers if v is not None],
+                )
+            await producer.commit_transaction()
+        except BaseException:
+            await producer.abort_transaction()
+            raise
+    finally:
+        await producer.stop()
+    print(f"copied {len(picked)} record(s) from {source} to {destination}")
+    return 0
+
+
 # ------------------------------------------------------------------------ registration
 
 REBUILD_HELP = """\
@@ -757,8 +839,8 @@ What it does, in order:
 When the service starts again, each task restores its store from the stage's
 changelog and re-processes its inputs from the reset offsets; the changelog is
 re-derived by that re-processing (every changed key is written again), and the
-outputs are re-emitted with the same deterministic event ids, which consumers
-de-duplicate.
+outputs are re-emitted with the same deterministic event ids, so consumers can
+recognise them as duplicates.
 
 What it does NOT do:
   * it does not delete or truncate the changelog topic: the restored store is the
@@ -860,6 +942,24 @@ Fix the cause first: a record that fails again lands in the DLQ again.""",
     rebuild.add_argument("--state-dir", help="the service's HANDOFF_STATE_DIR (default .run/state)")
     rebuild.add_argument("--dry-run", action="store_true", help="show the plan; change nothing")
     rebuild.set_defaults(func=lambda a: _run(_state_rebuild(a)))
+
+    replay = sub.add_parser(
+        "replay",
+        help="copy a time range of a topic into another topic",
+        description="Copy the records of a topic written from --from-datetime (to --to-datetime, "
+        "default: the end now) into --to-topic, with their keys, values and headers, in one "
+        "transaction (acks=all): read_committed consumers see all of it or none. The copies are "
+        "the same CloudEvents (same ids): a consumer that de-duplicates by event id (tracking's "
+        "fold does) ignores the copies of events it has already applied.",
+    )
+    replay.add_argument("topic", help="catalogue topic to read")
+    replay.add_argument(
+        "--from-datetime", required=True, help="RFC 3339, e.g. 2026-11-20T08:00:00Z"
+    )
+    replay.add_argument("--to-datetime", help="stop before records written at or after this time")
+    replay.add_argument("--to-topic", required=True, help="catalogue topic to write")
+    replay.add_argument("--dry-run", action="store_true", help="count what would be copied")
+    replay.set_defaults(func=lambda a: _run(_replay(a)))
 
 
 _cli.EXTENSIONS.append(register)

@@ -66,6 +66,7 @@ class ServiceApp:
         self.engines = [StreamEngine(p, settings, clock=clock) for p in processors]
         self.publisher = EventPublisher(settings, client_id=f"{service}-http-{self.instance_id}")
         self.openapi = openapi
+        self._asyncapi_doc: dict[str, Any] | None = None
         self._on_start = list(on_start)
         self._on_stop = list(on_stop)
         self._stopping = asyncio.Event()
@@ -76,6 +77,7 @@ class ServiceApp:
                 Route("/health/ready", self._ready),
                 Route("/metrics", self._metrics),
                 Route("/openapi.json", self._openapi),
+                Route("/asyncapi.json", self._asyncapi),
                 *routes,
             ],
             exception_handlers={Problem: problem_handler},
@@ -105,6 +107,14 @@ class ServiceApp:
         if self.openapi is None:
             raise Problem(404, "Not found", "this service has no HTTP API", reason="not_found")
         return json_response(self.openapi)
+
+    async def _asyncapi(self, request: Request) -> Response:
+        """The event contract (AsyncAPI 3.0), the same document as docs/asyncapi.json."""
+        if self._asyncapi_doc is None:
+            from handoff_events.asyncapi import build
+
+            self._asyncapi_doc = build()
+        return json_response(self._asyncapi_doc)
 
     async def start(self) -> None:
         """Start publisher, engines and hooks (not the HTTP server): for embedding in tests."""

@@ -1,0 +1,1 @@
+"""The control tower's edges: Kafka followers and the metrics scraper."""

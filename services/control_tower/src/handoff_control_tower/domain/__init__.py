@@ -1,0 +1,1 @@
+"""Pure logic of the control tower: the shipment board, carrier scorecards, service health."""
