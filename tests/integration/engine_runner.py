@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import msgspec
-
 from handoff_events import topics
 from handoff_events.contracts import Event, ShipmentCancelled
 from handoff_events.envelope import Envelope, new_envelope

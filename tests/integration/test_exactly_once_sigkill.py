@@ -19,11 +19,11 @@ from pathlib import Path
 
 import msgspec
 import pytest
-
 from handoff_events import topics
 from handoff_events.contracts import ShipmentCancelled
 from handoff_events.envelope import encode, new_envelope
 from handoff_events.provision import provision
+
 from tests.integration.engine_runner import CHANGELOG, Tally
 from tests.support.streams import header, produce_raw, read_topic
 
@@ -56,7 +56,10 @@ async def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
         shipment = rng.choice(shipments)
         expected[shipment] += 1
         data = ShipmentCancelled(
-            shipment_id=shipment, order_id="o", cancelled_at=datetime(2026, 11, 20, tzinfo=UTC), reason=str(n)
+            shipment_id=shipment,
+            order_id="o",
+            cancelled_at=datetime(2026, 11, 20, tzinfo=UTC),
+            reason=str(n),
         )
         env = new_envelope(data, source="test", tenant_id="acme", id=f"in-{n}")
         records.append((shipment, *encode(env)))
@@ -72,7 +75,9 @@ async def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
             proc.wait()
             kills += 1
             proc = _spawn(kafka_bootstrap, prefix, tmp_path)
-        outputs = await read_topic(kafka_bootstrap, names(topics.ALLOCATIONS), total, timeout=120, settle=2)
+        outputs = await read_topic(
+            kafka_bootstrap, names(topics.ALLOCATIONS), total, timeout=120, settle=2
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

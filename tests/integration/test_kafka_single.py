@@ -19,7 +19,7 @@ pytestmark = pytest.mark.kafka
 
 @pytest.mark.asyncio
 async def test_broker_answers_metadata(kafka_bootstrap: str) -> None:
-    description = await wait_for_cluster_ready(kafka_bootstrap, expected_brokers=1, timeout=30)
+    description = await wait_for_cluster_ready(kafka_bootstrap, expected_brokers=1, within=30)
 
     assert description["brokers"], description
 
@@ -44,8 +44,7 @@ async def test_committed_transaction_is_visible_and_aborted_one_is_not(
 
         await producer.begin_transaction()
         aborted = [
-            await producer.send(topic, f"aborted-{i}".encode(), key=b"shipment-1")
-            for i in range(2)
+            await producer.send(topic, f"aborted-{i}".encode(), key=b"shipment-1") for i in range(2)
         ]
         # The aborted records must really be in the log, or the test proves nothing.
         await asyncio.gather(*aborted)
@@ -78,7 +77,9 @@ async def test_consumer_group_resumes_from_committed_offset(
     topic = f"{unique_name}.group"
     group = f"{unique_name}-group"
     await create_topic(kafka_bootstrap, topic, partitions=1, replication_factor=1)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=True
+    )
     await producer.start()
     try:
         for i in range(10):
