@@ -385,21 +385,76 @@ _add(
         ],
     )
 )
-for _milestone, _ce_type in c.UPDATE_TYPES.items():
-    _add(
-        c.ShipmentUpdate(
-            update_id=f"upd_{_milestone}",
-            shipment_id=SHIPMENT_ID,
-            order_id=ORDER_ID,
-            tenant_id=TENANT,
-            milestone=_milestone,
-            status="delivered" if _milestone == "delivered" else "in_transit",
-            occurred_at=datetime(2026, 11, 21, 14, 2, tzinfo=CET),
-            carrier="swift",
-            tracking_number="SW123456789",
-        ),
-        _ce_type,
+_UPDATE_STATUS = {
+    "requested": "requested",
+    "rejected": "rejected",
+    "quoted": "quoted",
+    "allocated": "allocated",
+    "allocation_failed": "allocation_failed",
+    "cancelled": "cancelled",
+    "status_changed": "out_for_delivery",
+    "exception": "delivery_attempt_failed",
+    "delivered": "delivered",
+}
+
+
+def _update(milestone: str) -> c.ShipmentUpdate:
+    """A realistic update per milestone: what a marketplace really receives."""
+    status = _UPDATE_STATUS.get(milestone, "delivered")
+    returning = milestone.startswith("return") or milestone == "refund_eligible"
+    allocated = status not in ("requested", "rejected", "quoted", "allocation_failed", "cancelled")
+    at = datetime(2026, 11, 21, 14, 2, tzinfo=CET)
+    extra: dict[str, object] = {}
+    if milestone == "rejected":
+        extra["reasons"] = [
+            Reason(
+                code="invalid_postal_code",
+                field="$.ship_to.postal_code",
+                message="not a German postal code (5 digits)",
+                value="1011",
+            )
+        ]
+    if milestone == "allocation_failed":
+        extra["reasons"] = [Reason(code="all_candidates_exhausted", message="3 carriers declined")]
+    if milestone == "exception":
+        extra["sub_status"] = "recipient_absent"
+        extra["exception"] = c.ExceptionInfo(
+            kind="failed_attempt",
+            detected_at=at,
+            detail="nobody home; next attempt tomorrow",
+            sub_status="recipient_absent",
+        )
+    if milestone == "delivered":
+        extra.update(
+            sub_status="delivered_to_recipient",
+            proof=Proof(signed_by="A. Muster"),
+            service="swift-express",
+            lane="DE-10>DE-10",
+            picked_up_at=datetime(2026, 11, 20, 17, 40, tzinfo=CET),
+            delivered_at=at,
+            location=Location(city="Berlin", postal_code="10119", country="DE"),
+        )
+    if milestone == "status_changed":
+        extra["location"] = Location(city="Berlin", postal_code="10115", country="DE")
+    if returning:
+        extra.update(rma_id=RMA_ID, return_shipment_id=RETURN_SHIPMENT_ID)
+    return c.ShipmentUpdate(
+        update_id=f"upd_{milestone}",
+        shipment_id=SHIPMENT_ID,
+        order_id=ORDER_ID,
+        tenant_id=TENANT,
+        milestone=milestone,
+        status=status,
+        occurred_at=at,
+        carrier="swift" if allocated else None,
+        tracking_number="SW123456789" if allocated else None,
+        promised_by=datetime(2026, 11, 21, 20, 0, tzinfo=CET),
+        **extra,  # type: ignore[arg-type]
     )
+
+
+for _milestone, _ce_type in c.UPDATE_TYPES.items():
+    _add(_update(_milestone), _ce_type)
 _add(
     c.NotificationSent(
         notification_id="ntf_1",
