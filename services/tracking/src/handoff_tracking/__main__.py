@@ -1,0 +1,30 @@
+"""`python -m handoff_tracking`: run the tracking service until SIGTERM.
+
+`HANDOFF_TRACKING_STAGES=fold` runs the fold stage alone (crash tests, split deployments).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from handoff_tracking.bootstrap import build_app, build_fold_app
+from handoff_tracking.settings import TrackingSettings
+
+
+async def _run() -> None:
+    # Built inside the loop: the Kafka clients bind to the running loop.
+    settings = TrackingSettings()
+    if os.environ.get("HANDOFF_TRACKING_STAGES", "all") == "fold":
+        app = build_fold_app(settings)
+    else:
+        app = build_app(settings)
+    await app.run()
+
+
+def main() -> None:
+    asyncio.run(_run())
+
+
+if __name__ == "__main__":
+    main()

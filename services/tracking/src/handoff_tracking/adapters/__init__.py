@@ -1,0 +1,1 @@
+"""Tracking's adapters: the state topic's envelope codec and the query read models."""

@@ -1,0 +1,54 @@
+"""Wires the tracking service: ingress (webhook + join), fold, KPIs, read models and queries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from handoff_events.runtime.app import ServiceApp
+from handoff_events.runtime.http import TenantAuth, parse_api_keys
+
+from handoff_tracking.adapters.read_model import ReadModels
+from handoff_tracking.domain.exceptions import ExceptionPolicy
+from handoff_tracking.entrypoints.http import ShipmentQueries, openapi_document
+from handoff_tracking.handlers import build_fold, build_kpis
+from handoff_tracking.ingress import (
+    INGRESS_OPENAPI_COMPONENTS,
+    INGRESS_OPENAPI_PATHS,
+    build_ingress_parts,
+)
+from handoff_tracking.settings import TrackingSettings
+
+SERVICE = "tracking"
+
+
+def build_app(
+    settings: TrackingSettings, clock: Callable[[], datetime] | None = None
+) -> ServiceApp:
+    ingress = build_ingress_parts(settings, clock)
+    fold = build_fold(
+        ExceptionPolicy(stuck_after=settings.stuck_after), settings.exception_check_every_s
+    )
+    kpis = build_kpis(settings.kpi_metrics_every_s)
+    models = ReadModels(settings)
+    queries = ShipmentQueries(
+        models, TenantAuth(parse_api_keys(settings.api_keys)), settings.query_page_limit
+    )
+    return ServiceApp(
+        SERVICE,
+        settings,
+        processors=[ingress.join, fold, kpis],
+        routes=[*queries.routes(), *ingress.routes],
+        openapi=openapi_document(INGRESS_OPENAPI_PATHS, INGRESS_OPENAPI_COMPONENTS),
+        on_start=[models.start, ingress.on_start],
+        on_stop=[ingress.on_stop, models.stop],
+        clock=clock,
+    )
+
+
+def build_fold_app(settings: TrackingSettings) -> ServiceApp:
+    """Only the fold stage (no HTTP routes, no ingress): for focused runs and crash tests."""
+    fold = build_fold(
+        ExceptionPolicy(stuck_after=settings.stuck_after), settings.exception_check_every_s
+    )
+    return ServiceApp(SERVICE, settings, processors=[fold])

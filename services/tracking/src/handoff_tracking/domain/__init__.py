@@ -1,0 +1,1 @@
+"""Tracking's pure domain: the shipment fold, exception detection, KPIs, update building."""

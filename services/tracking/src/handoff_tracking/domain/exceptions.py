@@ -1,0 +1,70 @@
+"""Time-based exception detection (pure): carrier silence and missed promises.
+
+Event-borne exceptions (failed attempt, carrier exception, return to sender,
+projected lateness) fall out of the fold itself. The two kinds here need a
+clock: the stage's timer calls `detect` with `ctx.now` and folds what it finds
+like any other event. Each finding has an id derived from (shipment, kind,
+anchor) and is skipped once it is in the history, so a restart or a replay never
+reports it twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from handoff_events.contracts import TERMINAL_STATUSES, ShipmentState
+
+from handoff_tracking.domain.fold import (
+    CARRIER_STATUSES,
+    DetectedException,
+    FoldInput,
+    detected_entry_id,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionPolicy:
+    stuck_after: timedelta = timedelta(hours=48)
+    """Carrier silence after pickup that makes a shipment `stuck`."""
+
+
+def detect(state: ShipmentState, now: datetime, policy: ExceptionPolicy) -> list[FoldInput]:
+    """Exceptions that `now` reveals and the history does not yet record."""
+    if state.status in TERMINAL_STATUSES:
+        return []
+    known = {h.event_id for h in state.history}
+    found: list[DetectedException] = []
+    if state.status in CARRIER_STATUSES:
+        scans = [h for h in state.history if h.carrier_event_id is not None]
+        if scans:
+            last = max(scans, key=lambda h: (h.occurred_at, h.event_id))
+            if now - last.occurred_at >= policy.stuck_after:
+                hours = int(policy.stuck_after.total_seconds() // 3600)
+                since = last.occurred_at.isoformat()
+                found.append(
+                    DetectedException(
+                        shipment_id=state.shipment_id,
+                        kind="stuck",
+                        anchor=last.event_id,
+                        detected_at=now,
+                        detail=f"no carrier scan for {hours} h since {since}",
+                    )
+                )
+    if state.promised_by is not None and now > state.promised_by:
+        found.append(
+            DetectedException(
+                shipment_id=state.shipment_id,
+                kind="late",
+                anchor="promise",
+                detected_at=now,
+                detail=f"not delivered by the promise {state.promised_by.isoformat()}",
+            )
+        )
+    return [
+        FoldInput(
+            event_id=detected_entry_id(d), tenant_id=state.tenant_id, event=d, recorded_at=now
+        )
+        for d in found
+        if detected_entry_id(d) not in known
+    ]

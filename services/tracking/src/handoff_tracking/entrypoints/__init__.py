@@ -1,0 +1,1 @@
+"""Tracking's HTTP entry points (the queries; the carrier webhook lives in `ingress`)."""
