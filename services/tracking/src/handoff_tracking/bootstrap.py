@@ -43,6 +43,7 @@ def build_app(
         on_start=[models.start, ingress.on_start],
         on_stop=[ingress.on_stop, models.stop],
         clock=clock,
+        ready_checks={"query_replica": lambda: models.caught_up},
     )
 
 

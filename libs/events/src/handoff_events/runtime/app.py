@@ -59,6 +59,7 @@ class ServiceApp:
         on_start: Sequence[Hook] = (),
         on_stop: Sequence[Hook] = (),
         clock: Callable[[], Any] | None = None,
+        ready_checks: dict[str, Callable[[], bool]] | None = None,
     ):
         self.service = service
         self.settings = settings
@@ -66,6 +67,8 @@ class ServiceApp:
         self.engines = [StreamEngine(p, settings, clock=clock) for p in processors]
         self.publisher = EventPublisher(settings, client_id=f"{service}-http-{self.instance_id}")
         self.openapi = openapi
+        self._ready_checks = dict(ready_checks or {})
+        """Extra readiness conditions, e.g. a query replica that must have caught up."""
         self._asyncapi_doc: dict[str, Any] | None = None
         self._on_start = list(on_start)
         self._on_stop = list(on_stop)
@@ -86,13 +89,18 @@ class ServiceApp:
 
     @property
     def ready(self) -> bool:
-        return self._started and all(e.ready for e in self.engines)
+        return (
+            self._started
+            and all(e.ready for e in self.engines)
+            and all(check() for check in self._ready_checks.values())
+        )
 
     async def _live(self, request: Request) -> Response:
         return json_response({"status": "live", "service": self.service})
 
     async def _ready(self, request: Request) -> Response:
-        detail = {e.processor.name: e.status() for e in self.engines}
+        detail: dict[str, Any] = {e.processor.name: e.status() for e in self.engines}
+        detail.update({name: {"ready": check()} for name, check in self._ready_checks.items()})
         ok = self.ready
         return json_response(
             {"status": "ready" if ok else "not_ready", "service": self.service, "stages": detail},
