@@ -18,7 +18,7 @@ export UV_COMPILE_BYTECODE := 1
 unexport PYTHONDONTWRITEBYTECODE
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv kafka-jars node-tools kafka-up kafka-down kafka-status cluster-up cluster-down \
+.PHONY: help setup test-tools browser-tools docs-tools venv kafka-jars node-tools kafka-up kafka-down kafka-status cluster-up cluster-down \
         test test-unit lint fmt asyncapi provision up down bench bench-quick chaos clean
 
 help: ## list the targets
@@ -65,7 +65,9 @@ docs-tools: ## kcat (Debian package), used by the guides' executed examples (tes
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq kcat; \
 	fi
 
-setup: venv kafka-jars node-tools browser-tools docs-tools ## everything tests and `make up` need
+setup: venv kafka-jars ## what `make up` needs: .venv and the Kafka jars
+
+test-tools: setup node-tools browser-tools docs-tools ## plus what the test suite needs: AsyncAPI parser, Chromium, kcat
 
 kafka-up: kafka-jars ## start the local single-node broker (127.0.0.1:19092)
 	@$(KAFKACTL) start --wait 120
@@ -82,7 +84,7 @@ cluster-up: kafka-jars ## start the 3-broker cluster (127.0.0.1:29092-29094)
 cluster-down: ## stop the 3-broker cluster
 	@$(KAFKACTL) stop --cluster
 
-test: setup ## the whole suite against a real broker (starts one if needed)
+test: test-tools ## the whole suite against a real broker (starts one if needed)
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv ## only the fast tests that need no broker

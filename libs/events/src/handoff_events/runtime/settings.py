@@ -45,6 +45,9 @@ class ServiceSettings(BaseSettings):
     poll_timeout_ms: int = 50
     punctuate_interval_s: float = 1.0
     shutdown_timeout_s: float = 20.0
+    session_timeout_ms: int = 10_000
+    """How long the group waits for a silent instance (e.g. after SIGKILL) before its
+    partitions move; the broker's floor is group.min.session.timeout.ms (6 s by default)."""
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None

@@ -227,7 +227,7 @@ class StreamEngine(Generic[S]):
             isolation_level="read_committed",
             auto_offset_reset="earliest",
             partition_assignment_strategy=(RangePartitionAssignor,),
-            session_timeout_ms=10_000,
+            session_timeout_ms=self.settings.session_timeout_ms,
             heartbeat_interval_ms=2_000,
             max_poll_interval_ms=600_000,
             rebalance_timeout_ms=60_000,
@@ -247,6 +247,11 @@ class StreamEngine(Generic[S]):
         if self._loop_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
+        if self.processor.punctuate is not None and not self.failure.is_set():
+            # A last tick records what timers finished since the previous one (e.g. sends
+            # that completed), so a clean shutdown does not leave them to be redone.
+            with contextlib.suppress(Exception):
+                await self._punctuate_all()
         async with self._lock:
             for task in list(self.tasks.values()):
                 await self._close_task(task, clean=not self.failure.is_set())

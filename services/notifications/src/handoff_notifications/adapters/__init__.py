@@ -1,0 +1,1 @@
+"""Edges of the notifications service: SMTP, the SMS provider, webhooks, files."""
