@@ -11,7 +11,6 @@ PY := $(VENV)/bin/python
 KAFKACTL := $(PYTHON) deploy/kafka/kafkactl.py
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON ?= $(shell command -v python3.11 || command -v python3)
-export UV_CACHE_DIR ?= $(CURDIR)/.cache/uv
 # Byte-compile at install time and let Python keep .pyc files: every service process and
 # test subprocess would otherwise spend seconds of CPU compiling its imports on start.
 export UV_COMPILE_BYTECODE := 1

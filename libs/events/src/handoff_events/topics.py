@@ -152,7 +152,7 @@ _BASE: tuple[TopicSpec, ...] = (
     TopicSpec(
         name="handoff.order_intake.shipments.v1",
         writers=("order_intake",),
-        readers=("rate_shopping", "carrier_allocation", "tracking"),
+        readers=("rate_shopping", "carrier_allocation", "tracking", "notifications", "returns"),
         key="<shipment_id>",
         event_types=(
             "handoff.shipment.requested.v1",
