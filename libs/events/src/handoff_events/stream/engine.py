@@ -69,13 +69,42 @@ class _Snapshot(msgspec.Struct):
     entries: list[tuple[str, bytes, list[tuple[str, bytes]]]]
 
 
+class _Encoded:
+    """A changelog value not decoded yet: restore only files the bytes, and a value is
+    decoded the first time it is read. Restore speed and memory then scale with bytes,
+    not with the cost of building objects for keys that may never be touched again."""
+
+    __slots__ = ("headers", "raw")
+
+    def __init__(self, raw: bytes, headers: list[tuple[str, bytes | None]]):
+        self.raw = raw
+        self.headers = headers
+
+
 class TaskStore(Generic[S]):
     """The committed store of one task plus the staged writes of the batch in flight."""
 
-    def __init__(self) -> None:
-        self.committed: dict[str, S] = {}
+    def __init__(self, codec: StateCodec[S] | None = None) -> None:
+        self.committed: dict[str, Any] = {}
+        self._codec = codec
         self._batch: dict[str, Any] = {}
         self._record: dict[str, Any] = {}
+
+    def _decoded(self, key: str, value: Any) -> S:
+        if type(value) is _Encoded:
+            assert self._codec is not None
+            value = self._codec.decode(value.raw, value.headers)
+            self.committed[key] = value
+        return value  # type: ignore[no-any-return]
+
+    def file_encoded(self, key: str, raw: bytes, headers: list[tuple[str, bytes | None]]) -> None:
+        self.committed[key] = _Encoded(raw, headers)
+
+    def materialize(self) -> dict[str, S]:
+        """Every committed value decoded (for queries and tests)."""
+        for key, value in list(self.committed.items()):
+            self._decoded(key, value)
+        return self.committed
 
     # -- the Store protocol, as seen by handlers --------------------------------------
     def get(self, key: str) -> S | None:
@@ -83,7 +112,8 @@ class TaskStore(Generic[S]):
             if key in layer:
                 value = layer[key]
                 return None if value is _DELETED else value
-        return self.committed.get(key)
+        value = self.committed.get(key)
+        return None if value is None else self._decoded(key, value)
 
     def put(self, key: str, value: S) -> None:
         self._record[key] = value
@@ -92,7 +122,7 @@ class TaskStore(Generic[S]):
         self._record[key] = _DELETED
 
     def items(self) -> Iterator[tuple[str, S]]:
-        merged: dict[str, Any] = {**self.committed, **self._batch, **self._record}
+        merged: dict[str, Any] = {**self.materialize(), **self._batch, **self._record}
         for key, value in merged.items():
             if value is not _DELETED:
                 yield key, value
@@ -144,7 +174,7 @@ class _Context(Generic[S]):
 class _Task(Generic[S]):
     partition: int
     producer: AIOKafkaProducer
-    store: TaskStore[S] = field(default_factory=TaskStore)
+    store: TaskStore[S]
     restored: bool = False
     changelog_end: int = 0
 
@@ -206,7 +236,7 @@ class StreamEngine(Generic[S]):
     @property
     def stores(self) -> dict[int, dict[str, S]]:
         """Committed store contents per owned partition (read-only use: queries, tests)."""
-        return {p: t.store.committed for p, t in self.tasks.items()}
+        return {p: t.store.materialize() for p, t in self.tasks.items()}
 
     def status(self) -> dict[str, Any]:
         return {
@@ -313,7 +343,7 @@ class StreamEngine(Generic[S]):
             **self.settings.kafka_security(),
         )
         await producer.start()
-        task: _Task[S] = _Task(partition=partition, producer=producer)
+        task: _Task[S] = _Task(partition=partition, producer=producer, store=TaskStore(self.codec))
         # Begin+commit an empty transaction: this waits for the producer id, which
         # is the moment the previous owner of this transactional id is fenced and
         # its open transaction aborted -- before we read the changelog.
@@ -339,6 +369,9 @@ class StreamEngine(Generic[S]):
         end = await self._changelog_end(tp)
         entries = []
         for key, value in task.store.committed.items():
+            if type(value) is _Encoded:
+                entries.append((key, value.raw, [(k, v or b"") for k, v in value.headers]))
+                continue
             raw, headers = self.codec.encode(key, value)
             entries.append((key, raw, headers))
         self._snapshot_dir.mkdir(parents=True, exist_ok=True)
@@ -384,7 +417,7 @@ class StreamEngine(Generic[S]):
             snapshot = msgspec.msgpack.decode(snap_path.read_bytes(), type=_Snapshot)
             snap_path.unlink()
             for key, raw, headers in snapshot.entries:
-                store[key] = self.codec.decode(raw, headers)
+                task.store.file_encoded(key, raw, list(headers))
             start_offset = snapshot.changelog_offset
         reader = self._reader()
         await reader.start()
@@ -405,7 +438,7 @@ class StreamEngine(Generic[S]):
                     if record.value is None:
                         store.pop(key, None)
                     else:
-                        store[key] = self.codec.decode(record.value, record.headers)
+                        task.store.file_encoded(key, record.value, list(record.headers))
                     count += 1
                 position = await reader.position(tp)
         finally:
