@@ -161,7 +161,7 @@ def build() -> dict[str, Any]:
                 "mode (`content-type: application/cloudevents+json`). Contract rules: fields are only "
                 "added (optional, with defaults) within v1; consumers ignore unknown fields."
             ),
-            "license": {"name": "Apache-2.0"},
+            "license": {"name": "MIT"},
         },
         "defaultContentType": "application/json",
         "servers": {

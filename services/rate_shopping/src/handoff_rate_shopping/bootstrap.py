@@ -20,6 +20,7 @@ from handoff_rate_shopping.domain.catalogue import Catalogue
 from handoff_rate_shopping.domain.transit_history import TransitHistory
 from handoff_rate_shopping.entrypoints import http
 from handoff_rate_shopping.handlers import quotes_processor
+from handoff_rate_shopping.openapi import openapi_document
 from handoff_rate_shopping.quoting import Quoter
 from handoff_rate_shopping.settings import RateShoppingSettings
 
@@ -59,7 +60,7 @@ def build_app(
         settings,
         processors=[quotes_processor(quoter)],
         routes=http.routes(quoter, TenantAuth(parse_api_keys(settings.api_keys)), now),
-        openapi=http.openapi(),
+        openapi=openapi_document(),
         on_start=on_start,
         on_stop=on_stop,
         clock=clock,

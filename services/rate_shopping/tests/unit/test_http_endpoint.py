@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 
 import httpx
 import msgspec
-from handoff_events.contracts import ShipmentRequested
+from handoff_events.contracts import RatesQuoted, ShipmentRequested
 from handoff_events.runtime.http import Problem, TenantAuth, problem_handler
 from handoff_rate_shopping.domain.catalogue import Catalogue
 from handoff_rate_shopping.domain.transit_history import TransitHistory
 from handoff_rate_shopping.entrypoints import http
+from handoff_rate_shopping.openapi import API, openapi_document
 from handoff_rate_shopping.quoting import Quoter
 from starlette.applications import Starlette
 
@@ -78,14 +79,29 @@ def test_problems_name_the_field(
     assert {e["carrier"] for e in problem["errors"]} == {"nordpost", "swift", "velo", "gigly"}
 
 
+def test_the_committed_openapi_document_is_current() -> None:
+    API.check_committed()
+
+
 def test_openapi_is_built_from_the_contract() -> None:
-    doc = http.openapi()
+    doc = openapi_document()
     operation = doc["paths"]["/v1/quotes"]["post"]
     assert operation["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ShipmentRequested"
     }
     assert "Quote" in doc["components"]["schemas"]
     assert "RatesQuoted" in doc["components"]["schemas"]
+    assert operation["responses"]["422"]["content"]["application/problem+json"]["schema"] == {
+        "$ref": "#/components/schemas/Problem"
+    }
+
+
+def test_the_documented_example_gets_the_documented_kind_of_answer(catalogue: Catalogue) -> None:
+    operation = openapi_document()["paths"]["/v1/quotes"]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["example"]
+    response = _client(catalogue).post("/v1/quotes", json=body, headers=KEY)
+    assert response.status_code == 200, response.text
+    assert msgspec.convert(response.json(), RatesQuoted).quotes
 
 
 def test_an_origin_that_cannot_be_dated_is_a_422(

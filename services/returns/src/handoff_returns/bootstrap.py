@@ -17,8 +17,9 @@ from starlette.requests import Request
 from handoff_returns.adapters.policy_file import ReturnsConfig, load_config
 from handoff_returns.domain.ledger import ShipmentRecord
 from handoff_returns.domain.requests import OrderIndex
-from handoff_returns.entrypoints.http import SERVICE, openapi_document, routes
+from handoff_returns.entrypoints.http import SERVICE, routes
 from handoff_returns.handlers import LedgerStage, handle_requests
+from handoff_returns.openapi import openapi_document
 from handoff_returns.settings import ReturnsSettings
 
 ORDERS_CHANGELOG = "handoff.returns.orders-changelog.v1"

@@ -10,7 +10,8 @@ from handoff_events import topics
 from handoff_events.contracts import ReturnRequested
 from handoff_events.envelope import Envelope
 from handoff_events.runtime.http import Problem, TenantAuth, parse_api_keys, problem_handler
-from handoff_returns.entrypoints.http import openapi_document, request_event_id, routes
+from handoff_returns.entrypoints.http import request_event_id, routes
+from handoff_returns.openapi import API, openapi_document
 from starlette.applications import Starlette
 
 from services.returns.tests.factories import T0, return_requested
@@ -116,3 +117,16 @@ def test_openapi_document_describes_the_request_schema() -> None:
         schema["required"]
     )
     assert set(operation["responses"]) >= {"202", "401", "422"}
+
+
+def test_the_committed_openapi_document_is_current() -> None:
+    API.check_committed()
+
+
+async def test_the_documented_example_is_accepted() -> None:
+    operation = openapi_document()["paths"]["/v1/returns"]["post"]
+    example = operation["requestBody"]["content"]["application/json"]["example"]
+    http, publisher = client()
+    response = await http.post("/v1/returns", json=example, headers={"X-Api-Key": "acme-key"})
+    assert response.status_code == 202, response.text
+    assert publisher.sent[0][2].data.return_request_id == example["return_request_id"]

@@ -10,13 +10,10 @@ from handoff_events.runtime.http import TenantAuth, parse_api_keys
 
 from handoff_tracking.adapters.read_model import ReadModels
 from handoff_tracking.domain.exceptions import ExceptionPolicy
-from handoff_tracking.entrypoints.http import ShipmentQueries, openapi_document
+from handoff_tracking.entrypoints.http import ShipmentQueries
 from handoff_tracking.handlers import build_fold, build_kpis
-from handoff_tracking.ingress import (
-    INGRESS_OPENAPI_COMPONENTS,
-    INGRESS_OPENAPI_PATHS,
-    build_ingress_parts,
-)
+from handoff_tracking.ingress import build_ingress_parts
+from handoff_tracking.openapi import openapi_document
 from handoff_tracking.settings import TrackingSettings
 
 SERVICE = "tracking"
@@ -39,7 +36,7 @@ def build_app(
         settings,
         processors=[ingress.join, fold, kpis],
         routes=[*queries.routes(), *ingress.routes],
-        openapi=openapi_document(INGRESS_OPENAPI_PATHS, INGRESS_OPENAPI_COMPONENTS),
+        openapi=openapi_document(),
         on_start=[models.start, ingress.on_start],
         on_stop=[ingress.on_stop, models.stop],
         clock=clock,

@@ -11,7 +11,8 @@ from handoff_events.contracts import ShipmentState
 from handoff_events.runtime.http import Problem, TenantAuth, parse_api_keys, problem_handler
 from handoff_tracking.adapters.read_model import KpiReadModel, ShipmentReadModel
 from handoff_tracking.domain.fold import fold_all
-from handoff_tracking.entrypoints.http import ShipmentQueries, openapi_document
+from handoff_tracking.entrypoints.http import ShipmentQueries
+from handoff_tracking.openapi import API, openapi_document
 from starlette.applications import Starlette
 
 from services.tracking.tests.fold_factories import allocated, inp, observed, requested
@@ -125,3 +126,8 @@ def test_openapi_document_names_the_schemas() -> None:
     schemas = doc["components"]["schemas"]
     assert {"ShipmentState", "ShipmentEvents", "ShipmentPage", "KpiPage", "Problem"} <= set(schemas)
     assert "/v1/shipments/{shipment_id}" in doc["paths"]
+    assert "/v1/carriers/{carrier}/events" in doc["paths"]
+
+
+def test_the_committed_openapi_document_is_current() -> None:
+    API.check_committed()

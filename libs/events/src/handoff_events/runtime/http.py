@@ -10,10 +10,12 @@ import hmac
 from typing import Any, TypeVar
 
 import msgspec
+from aiokafka.errors import KafkaError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from handoff_events.envelope import DecodeError, decode_data
+from handoff_events.envelope import DecodeError, Envelope, decode_data
+from handoff_events.runtime.publisher import EventPublisher
 
 E = TypeVar("E", bound=msgspec.Struct)
 PROBLEM = "application/problem+json"
@@ -141,3 +143,20 @@ class TenantAuth:
         raise Problem(
             401, "Unauthorized", "a valid tenant API key is required", reason="unauthorized"
         )
+
+
+async def publish_or_503(
+    publisher: EventPublisher, topic: str, key: str, envelope: Envelope[Any]
+) -> tuple[int, int]:
+    """Publish for an HTTP caller: the broker's acknowledgement, or a 503 problem saying
+    that retrying is safe (the same request yields the same event id)."""
+    try:
+        return await publisher.publish(topic, key, envelope)
+    except (KafkaError, TimeoutError) as exc:
+        raise Problem(
+            503,
+            "Service unavailable",
+            f"Kafka did not acknowledge the record ({type(exc).__name__}); retry: "
+            "the same request yields the same event id",
+            reason="broker_unavailable",
+        ) from None

@@ -15,14 +15,16 @@ the services share is defined here once, so the documents cannot drift apart:
 - the tenant API key schemes (`TENANT_API_KEY`: `Authorization: Bearer <key>`
   or `X-Api-Key: <key>`, either one), and `webhook_signature` for HMAC-signed
   webhooks;
-- the problem replies every edge shares (`NOT_JSON`, `UNAUTHORIZED`, `TOO_LARGE`).
+- the problem replies every edge shares (`NOT_JSON`, `UNAUTHORIZED`, `TOO_LARGE`,
+  together `JSON_BODY_ERRORS`).
 
-Each service commits its document as `services/<service>/openapi.json` and has
-a module `handoff_<service>.openapi` whose `__main__` is `cli(...)`:
-`python -m handoff_<service>.openapi --write` refreshes the committed file,
-`--check` fails when it is stale, no flag prints it. A unit test per service
-calls `write_or_check(document, path)`, which raises `StaleDocument` when the
-committed file differs from what the code builds.
+Each service declares one `HttpApi` (title, description, operations, its
+`handoff_<service>.openapi` module and committed file) in that module, serves
+`API.document()` at `/openapi.json` and commits it as
+`services/<service>/openapi.json`. `python -m handoff_<service>.openapi --write`
+refreshes the committed file, `--check` fails when it is stale, no flag prints
+it; a unit test per service calls `API.check_committed()`, which raises
+`StaleDocument` when the committed file differs from what the code builds.
 
 **Integers and fractional notation.** JSON Schema (2020-12, and so OpenAPI
 3.1) defines `"type": "integer"` on the JSON data model: `663.0` *is* an
@@ -40,19 +42,26 @@ fuzz tests should accept 422 for such cases rather than the code accepting float
 from __future__ import annotations
 
 import argparse
+import copy
+import importlib.util
 import json
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 import msgspec
 
+from handoff_events.contracts import Event
+from handoff_events.examples import EXAMPLES
 from handoff_events.runtime.http import MAX_BODY_BYTES, PROBLEM
 
 __all__ = [
     "JSON",
+    "JSON_BODY_ERRORS",
     "NOT_JSON",
     "OPENAPI_VERSION",
     "PROBLEM_SCHEMA",
@@ -60,6 +69,7 @@ __all__ = [
     "TENANT_API_KEY",
     "TOO_LARGE",
     "UNAUTHORIZED",
+    "HttpApi",
     "JsonReply",
     "Operation",
     "Parameter",
@@ -160,7 +170,10 @@ class Parameter:
 
 @dataclass(frozen=True, kw_only=True)
 class JsonReply:
-    """An `application/json` answer whose body is the msgspec type `body`."""
+    """An `application/json` answer whose body is the msgspec type `body`.
+
+    `example` defaults to the catalogue example when `body` is a contract event.
+    """
 
     description: str
     body: Any
@@ -189,6 +202,10 @@ UNAUTHORIZED = ProblemReply(description="No valid tenant API key", reasons=("una
 TOO_LARGE = ProblemReply(
     description=f"The body is larger than {MAX_BODY_BYTES} bytes", reasons=("too_large",)
 )
+JSON_BODY_ERRORS: Mapping[int, Reply] = MappingProxyType(
+    {400: NOT_JSON, 401: UNAUTHORIZED, 413: TOO_LARGE}
+)
+"""What any tenant-authenticated route with a JSON body may answer before looking at it."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -197,7 +214,8 @@ class Operation:
 
     `request` is the msgspec type the route decodes its JSON body into (None:
     no body); `example` is an example body (a msgspec value or JSON-ready
-    data). `security=None` documents an unauthenticated route.
+    data), by default the catalogue example (`handoff_events.examples`) when
+    the body is a contract event. `security=None` documents an unauthenticated route.
     """
 
     path: str
@@ -225,8 +243,11 @@ def _problem_response(reply: ProblemReply) -> dict[str, Any]:
     }
 
 
-def _media(schema: dict[str, Any], example: Any) -> dict[str, Any]:
+def _media(schema: dict[str, Any], body: Any, example: Any) -> dict[str, Any]:
     media: dict[str, Any] = {"schema": schema}
+    if example is None and isinstance(body, type) and issubclass(body, Event):
+        # A contract event's catalogue example: the one the AsyncAPI document shows too.
+        example = EXAMPLES.get(body.ce_type)
     if example is not None:
         media["example"] = _builtins(example)
     return media
@@ -266,12 +287,20 @@ def build_document(
     inline, schemas = msgspec.json.schema_components(types, ref_template=REF_TEMPLATE)
     if "Problem" in schemas:
         raise ValueError("a msgspec type named Problem would shadow the shared Problem schema")
-    schemas["Problem"] = PROBLEM_SCHEMA
+    schemas["Problem"] = copy.deepcopy(PROBLEM_SCHEMA)  # callers may edit their document
+    # `inline` follows the order of `types`; the loop below visits the same
+    # places in the same order (parameters, request, replies by status).
     generated = iter(inline)
 
     paths: dict[str, dict[str, Any]] = {}
     security_schemes: dict[str, Any] = {}
     for op in operations:
+        templated = set(re.findall(r"{([^}]+)}", op.path))
+        declared = {p.name for p in op.parameters if p.location == "path"}
+        if templated != declared:
+            raise ValueError(
+                f"{op.path}: path parameters {sorted(declared)} != {sorted(templated)}"
+            )
         doc: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary}
         if op.description:
             doc["description"] = op.description
@@ -279,7 +308,7 @@ def build_document(
             doc["tags"] = list(op.tags)
         if op.security is not None:
             doc["security"] = op.security.requirements()
-            security_schemes.update(op.security.schemes)
+            security_schemes.update({k: dict(v) for k, v in op.security.schemes.items()})
         if op.parameters:
             doc["parameters"] = [
                 _parameter(p, dict(p.schema) if isinstance(p.schema, Mapping) else next(generated))
@@ -288,14 +317,14 @@ def build_document(
         if op.request is not None:
             doc["requestBody"] = {
                 "required": op.request_required,
-                "content": {JSON: _media(next(generated), op.example)},
+                "content": {JSON: _media(next(generated), op.request, op.example)},
             }
         responses: dict[str, Any] = {}
         for status, reply in sorted(op.responses.items()):
             if isinstance(reply, JsonReply):
                 responses[str(status)] = {
                     "description": reply.description,
-                    "content": {JSON: _media(next(generated), reply.example)},
+                    "content": {JSON: _media(next(generated), reply.body, reply.example)},
                 }
             else:
                 responses[str(status)] = _problem_response(reply)
@@ -307,12 +336,8 @@ def build_document(
 
     return {
         "openapi": OPENAPI_VERSION,
-        "info": {
-            "title": title,
-            "version": version,
-            "description": description,
-            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
-        },
+        # No `license` in `info`: the repository declares none (no LICENSE file) yet.
+        "info": {"title": title, "version": version, "description": description},
         "paths": paths,
         "components": {
             "schemas": dict(sorted(schemas.items())),
@@ -376,3 +401,47 @@ def cli(
         return 1
     print(f"{committed}: {'written' if changed else 'up to date'}", file=sys.stderr)
     return 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpApi:
+    """A service's HTTP API: its document's content, and where the document is committed.
+
+    `module` is the service module that runs `API.main()` under `__main__`
+    (`python -m <module> --write` refreshes `committed`). The committed file
+    is `services/<service>/openapi.json`, found from `module`'s own file
+    (`services/<service>/src/<package>/...`) unless `committed_file` is given.
+    """
+
+    title: str
+    description: str
+    operations: Sequence[Operation]
+    module: str
+    version: str = "1.0.0"
+    committed_file: Path | None = None
+
+    @property
+    def committed(self) -> Path:
+        if self.committed_file is not None:
+            return self.committed_file
+        package = self.module.partition(".")[0]
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            raise LookupError(f"cannot find package {package}")
+        # services/<service>/src/<package>/__init__.py -> services/<service>/openapi.json
+        return Path(spec.origin).resolve().parents[2] / "openapi.json"
+
+    def document(self) -> dict[str, Any]:
+        return build_document(
+            title=self.title,
+            version=self.version,
+            description=self.description,
+            operations=self.operations,
+        )
+
+    def check_committed(self) -> None:
+        """Raise `StaleDocument` unless the committed file is exactly `document()` rendered."""
+        write_or_check(self.document(), self.committed, refresh=f"python -m {self.module} --write")
+
+    def main(self, argv: Sequence[str] | None = None) -> int:
+        return cli(self.document, self.committed, self.module, argv)

@@ -4,18 +4,18 @@ The body is a ShipmentRequested document (the same payload order intake
 publishes); the answer is the RatesQuoted payload the stream stage would emit.
 When no carrier can take the shipment the answer is a 422 problem document
 (`no_eligible_carrier`) listing every carrier and its reasons. Callers
-authenticate with a per-tenant API key. The OpenAPI document is generated from
-the msgspec contract types, so it cannot drift from what the code accepts.
+authenticate with a per-tenant API key. The OpenAPI document (`openapi.py`) is
+generated from the same msgspec contract types, so it cannot drift from what
+the code accepts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 import msgspec
-from handoff_events.contracts import RatesQuoted, RatingFailed, ShipmentRequested
+from handoff_events.contracts import RatingFailed, ShipmentRequested
 from handoff_events.runtime.http import Problem, TenantAuth, decode_body, json_response, read_body
 from handoff_events.runtime.metrics import HTTP_REQUESTS
 from starlette.requests import Request
@@ -54,52 +54,3 @@ def routes(quoter: Quoter, auth: TenantAuth, clock: Callable[[], datetime]) -> l
         return json_response(outcome)
 
     return [Route("/v1/quotes", post_quote, methods=["POST"])]
-
-
-def openapi() -> dict[str, Any]:
-    (shipment_schema, quoted_schema), components = msgspec.json.schema_components(
-        [ShipmentRequested, RatesQuoted], ref_template="#/components/schemas/{name}"
-    )
-    problem = {
-        "description": "RFC 9457 problem document naming the field and value",
-        "content": {"application/problem+json": {"schema": {"type": "object"}}},
-    }
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Handoff rate shopping",
-            "version": "1.0.0",
-            "description": "Synchronous quotes from every eligible carrier "
-            "(prices in integer minor units).",
-        },
-        "components": {
-            "schemas": components,
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer"},
-                "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
-            },
-        },
-        "security": [{"bearer": []}, {"apiKey": []}],
-        "paths": {
-            "/v1/quotes": {
-                "post": {
-                    "operationId": "quoteShipment",
-                    "summary": "Quote a shipment with every eligible carrier",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": shipment_schema}},
-                    },
-                    "responses": {
-                        "200": {
-                            "description": "Quotes, cheapest first; carriers that cannot quote",
-                            "content": {"application/json": {"schema": quoted_schema}},
-                        },
-                        "400": {"description": "Body is not JSON", **problem},
-                        "401": {"description": "Missing or unknown API key", **problem},
-                        "413": {"description": "Body too large", **problem},
-                        "422": {"description": "Invalid body, or no eligible carrier", **problem},
-                    },
-                }
-            }
-        },
-    }

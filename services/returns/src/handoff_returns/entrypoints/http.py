@@ -1,4 +1,4 @@
-"""The returns HTTP edge: `POST /v1/returns` and its OpenAPI document.
+"""The returns HTTP edge: `POST /v1/returns` (its OpenAPI document is in `openapi.py`).
 
 The route only authenticates, checks the request's shape (the same rules the
 topic consumer applies) and publishes the request to
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 import msgspec
 from handoff_events import topics
@@ -19,11 +18,11 @@ from handoff_events.contracts import ReturnRequested
 from handoff_events.envelope import new_envelope, rfc3339
 from handoff_events.ids import event_id
 from handoff_events.runtime.http import (
-    PROBLEM,
     Problem,
     TenantAuth,
     decode_body,
     json_response,
+    publish_or_503,
     read_body,
 )
 from handoff_events.runtime.metrics import HTTP_REQUESTS
@@ -92,8 +91,8 @@ def routes(
             id=request_event_id(tenant, data.return_request_id),
             time=now,
         )
-        await publisher(request).publish(
-            topics.RETURN_REQUESTS, order_key(tenant, data.order_id), envelope
+        await publish_or_503(
+            publisher(request), topics.RETURN_REQUESTS, order_key(tenant, data.order_id), envelope
         )
         accepted = ReturnAccepted(
             status="accepted",
@@ -106,73 +105,3 @@ def routes(
         return json_response(accepted, 202)
 
     return [Route("/v1/returns", post_return, methods=["POST"])]
-
-
-def openapi_document() -> dict[str, Any]:
-    """OpenAPI 3.1 for the returns edge; schemas generated from the msgspec contract types."""
-    (request_schema, accepted_schema), components = msgspec.json.schema_components(
-        (ReturnRequested, ReturnAccepted), ref_template="#/components/schemas/{name}"
-    )
-    components["Problem"] = {
-        "type": "object",
-        "description": "RFC 9457 problem document; `field` is the JSON path of the bad value.",
-        "properties": {
-            "type": {"type": "string"},
-            "title": {"type": "string"},
-            "status": {"type": "integer"},
-            "detail": {"type": "string"},
-            "reason": {"type": "string"},
-            "field": {"type": "string"},
-            "value": {},
-            "errors": {"type": "array", "items": {"type": "object"}},
-        },
-        "required": ["type", "title", "status"],
-    }
-
-    def problem(description: str) -> dict[str, Any]:
-        return {
-            "description": description,
-            "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-        }
-
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Handoff returns",
-            "version": "1.0.0",
-            "description": "Return requests for delivered shipments. A 202 means the request is "
-            "durably queued on `handoff.marketplace.returns.v1`; the decision (return "
-            "authorised or refused, then received and refund eligible) arrives as shipment "
-            "updates on `handoff.shipments.updates.v1`.",
-        },
-        "components": {
-            "schemas": components,
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer"},
-                "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
-            },
-        },
-        "security": [{"bearer": []}, {"apiKey": []}],
-        "paths": {
-            "/v1/returns": {
-                "post": {
-                    "operationId": "requestReturn",
-                    "summary": "Request a return for (part of) a delivered order",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": request_schema}},
-                    },
-                    "responses": {
-                        "202": {
-                            "description": "Accepted: durably queued for a decision",
-                            "content": {"application/json": {"schema": accepted_schema}},
-                        },
-                        "400": problem("The body is not JSON"),
-                        "401": problem("No valid tenant API key"),
-                        "413": problem("The body is too large"),
-                        "422": problem("The body does not match the schema; `field` names it"),
-                    },
-                }
-            }
-        },
-    }

@@ -7,14 +7,15 @@ GET /v1/kpis?carrier=&day=              the tenant's KPI snapshots
 
 Another tenant's shipment is a 404, exactly like a missing one. Until the read
 models have caught up with their topics the answers would be incomplete, so the
-routes answer 503 (with Retry-After) instead.
+routes answer 503 (with Retry-After) instead. The OpenAPI document of these
+routes is in `handoff_tracking.openapi`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import msgspec
 from handoff_events.contracts import HistoryEntry, KpiSnapshot, ShipmentState
@@ -73,16 +74,6 @@ class KpiEntry(msgspec.Struct, frozen=True, kw_only=True):
 
 class KpiPage(msgspec.Struct, frozen=True, kw_only=True):
     items: list[KpiEntry]
-
-
-class ProblemDocument(msgspec.Struct, frozen=True, kw_only=True):
-    type: str
-    title: str
-    status: int
-    detail: str | None = None
-    reason: str | None = None
-    field: str | None = None
-    value: str | None = None
 
 
 def _summary(state: ShipmentState) -> ShipmentSummary:
@@ -251,161 +242,3 @@ class ShipmentQueries:
             and (day is None or s.day.isoformat() == day)
         ]
         return json_response(KpiPage(items=items))
-
-
-_REF = "#/components/schemas/{name}"
-
-
-def _problem_response(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/problem+json": {"schema": {"$ref": _REF.format(name="Problem")}}},
-    }
-
-
-def _ok(name: str) -> dict[str, Any]:
-    return {
-        "description": "OK",
-        "content": {"application/json": {"schema": {"$ref": _REF.format(name=name)}}},
-    }
-
-
-_ERRORS = {
-    "401": _problem_response("missing or unknown tenant API key (reason: unauthorized)"),
-    "503": _problem_response("the read model is still loading (reason: not_ready)"),
-}
-_SHIPMENT_ID = {"name": "shipment_id", "in": "path", "required": True, "schema": {"type": "string"}}
-
-
-def openapi_fragment() -> tuple[dict[str, Any], dict[str, Any]]:
-    """(paths, component schemas) of the query API."""
-    _, schemas = msgspec.json.schema_components(
-        [ShipmentState, ShipmentEvents, ShipmentPage, KpiPage, ProblemDocument], ref_template=_REF
-    )
-    schemas["Problem"] = schemas.pop("ProblemDocument")
-    security: list[dict[str, list[str]]] = [{"tenantApiKey": []}, {"tenantBearer": []}]
-    paths: dict[str, Any] = {
-        "/v1/shipments/{shipment_id}": {
-            "get": {
-                "summary": "A shipment's current state, or its state at `as_of`",
-                "operationId": "getShipment",
-                "security": security,
-                "parameters": [
-                    _SHIPMENT_ID,
-                    {
-                        "name": "as_of",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "string", "format": "date-time"},
-                        "description": "RFC 3339: the state refolded from the events "
-                        "that had occurred by then",
-                    },
-                ],
-                "responses": {
-                    "200": _ok("ShipmentState"),
-                    "400": _problem_response("as_of is not RFC 3339 (reason: invalid_query)"),
-                    "404": _problem_response(
-                        "no such shipment for this tenant (reason: not_found)"
-                    ),
-                    **_ERRORS,
-                },
-            }
-        },
-        "/v1/shipments/{shipment_id}/events": {
-            "get": {
-                "summary": "A shipment's event history in event-time order (applied or not)",
-                "operationId": "getShipmentEvents",
-                "security": security,
-                "parameters": [_SHIPMENT_ID],
-                "responses": {
-                    "200": _ok("ShipmentEvents"),
-                    "404": _problem_response(
-                        "no such shipment for this tenant (reason: not_found)"
-                    ),
-                    **_ERRORS,
-                },
-            }
-        },
-        "/v1/shipments": {
-            "get": {
-                "summary": "The tenant's shipments, by id, optionally filtered by status",
-                "operationId": "listShipments",
-                "security": security,
-                "parameters": [
-                    {
-                        "name": "status",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "string"},
-                        "description": "comma-separated canonical statuses",
-                    },
-                    {
-                        "name": "cursor",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "string"},
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-                    },
-                ],
-                "responses": {
-                    "200": _ok("ShipmentPage"),
-                    "400": _problem_response("bad limit (reason: invalid_query)"),
-                    **_ERRORS,
-                },
-            }
-        },
-        "/v1/kpis": {
-            "get": {
-                "summary": "The tenant's delivery KPIs per carrier, lane and day",
-                "operationId": "listKpis",
-                "security": security,
-                "parameters": [
-                    {
-                        "name": "carrier",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "string"},
-                    },
-                    {
-                        "name": "day",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "string", "format": "date"},
-                    },
-                ],
-                "responses": {"200": _ok("KpiPage"), **_ERRORS},
-            }
-        },
-    }
-    return paths, schemas
-
-
-def openapi_document(
-    extra_paths: dict[str, Any] | None = None, extra_components: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """The tracking service's OpenAPI 3.1 document: queries plus whatever else is mounted."""
-    paths, schemas = openapi_fragment()
-    components: dict[str, Any] = {
-        "schemas": schemas,
-        "securitySchemes": {
-            "tenantApiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
-            "tenantBearer": {"type": "http", "scheme": "bearer"},
-        },
-    }
-    for section, values in (extra_components or {}).items():
-        components.setdefault(section, {}).update(values)
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Handoff tracking",
-            "version": "1.0.0",
-            "description": "Shipment queries (tenant-scoped) and the carrier tracking webhook.",
-        },
-        "paths": {**paths, **(extra_paths or {})},
-        "components": components,
-    }

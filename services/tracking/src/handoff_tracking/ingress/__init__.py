@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute
 from handoff_tracking.ingress.code_tables import load_code_tables
 from handoff_tracking.ingress.join import JoinRow, build_join
 from handoff_tracking.ingress.normalise import CodeTable
-from handoff_tracking.ingress.openapi import INGRESS_OPENAPI_COMPONENTS, INGRESS_OPENAPI_PATHS
+from handoff_tracking.ingress.openapi import INGRESS_OPERATIONS
 from handoff_tracking.ingress.ownership import OwnershipFollower, OwnershipIndex
 from handoff_tracking.ingress.settings import (
     TrackingIngressSettings,
@@ -32,8 +32,7 @@ from handoff_tracking.ingress.settings import (
 from handoff_tracking.ingress.webhook import CarrierWebhook
 
 __all__ = [
-    "INGRESS_OPENAPI_COMPONENTS",
-    "INGRESS_OPENAPI_PATHS",
+    "INGRESS_OPERATIONS",
     "Ingress",
     "TrackingIngressSettings",
     "build_ingress",

@@ -1,163 +1,121 @@
-"""The OpenAPI 3.1 fragment of the carrier webhook, to merge into the tracking service's document.
+"""The carrier webhook's OpenAPI operation, for the tracking service's document.
 
-`INGRESS_OPENAPI_PATHS` goes under `paths`, `INGRESS_OPENAPI_COMPONENTS` under
-`components` (it holds `schemas` and `securitySchemes`). The event schema is
-generated from the contract type, so it cannot drift from what the route decodes.
+`INGRESS_OPERATIONS` is added to the query operations by `handoff_tracking.openapi`.
+The body schema is generated from the contract type the route decodes, so it
+cannot drift from what the webhook accepts.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
 import msgspec
 from handoff_events.contracts import CarrierTrackingEvent
+from handoff_events.examples import example
+from handoff_events.runtime.openapi import (
+    NOT_JSON,
+    JsonReply,
+    Operation,
+    Parameter,
+    ProblemReply,
+    webhook_signature,
+)
 
+from handoff_tracking.ingress.settings import TrackingIngressSettings
 from handoff_tracking.ingress.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from handoff_tracking.ingress.webhook import PATH
 
-_REF = "#/components/schemas/{name}"
-_schemas, _event_components = msgspec.json.schema_components(
-    [CarrierTrackingEvent], ref_template=_REF
+MAX_EVENTS: int = TrackingIngressSettings.model_fields["webhook_max_events"].default
+"""The default batch limit (`HANDOFF_WEBHOOK_MAX_EVENTS` may change it per deployment)."""
+
+CarrierTrackingEventBatch = (
+    Annotated[list[CarrierTrackingEvent], msgspec.Meta(min_length=1, max_length=MAX_EVENTS)]
+    | CarrierTrackingEvent
+)
+"""One scan (an object) or a batch (an array)."""
+
+CarrierCode = Annotated[str, msgspec.Meta(pattern="^[a-z0-9][a-z0-9_-]{0,31}$")]
+UnixSeconds = Annotated[str, msgspec.Meta(pattern="^[0-9]{1,12}$")]
+
+
+class CarrierEventsAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    """202 answer: every scan is stored in Kafka."""
+
+    accepted: Annotated[int, msgspec.Meta(description="events stored")]
+    ids: Annotated[
+        list[str], msgspec.Meta(description="CloudEvents ids, derived from (carrier, event_id)")
+    ]
+
+
+CARRIER_SIGNATURE = webhook_signature(
+    "CarrierSignature",
+    SIGNATURE_HEADER,
+    f"`v1=<hex HMAC-SHA256 of '<{TIMESTAMP_HEADER}>.<raw body>'>` with the carrier's "
+    "secret; several comma-separated signatures are accepted during a secret rotation. "
+    f"`{TIMESTAMP_HEADER}` (unix seconds) is checked against a 5-minute window; "
+    "see docs/integrating-carriers.md.",
 )
 
-
-def _problem(description: str, reasons: list[str]) -> dict[str, Any]:
-    return {
-        "description": f"{description} (reason: {', '.join(reasons)})",
-        "content": {"application/problem+json": {"schema": {"$ref": _REF.format(name="Problem")}}},
-    }
-
-
-INGRESS_OPENAPI_COMPONENTS: dict[str, Any] = {
-    "schemas": {
-        **_event_components,
-        "CarrierTrackingEventBatch": {
-            "oneOf": [
-                {
-                    "type": "array",
-                    "items": {"$ref": _REF.format(name="CarrierTrackingEvent")},
-                    "minItems": 1,
-                    "maxItems": 500,
-                },
-                {"$ref": _REF.format(name="CarrierTrackingEvent")},
-            ]
-        },
-        "CarrierEventsAccepted": {
-            "type": "object",
-            "required": ["accepted", "ids"],
-            "properties": {
-                "accepted": {"type": "integer", "description": "events stored"},
-                "ids": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "description": "CloudEvents ids, derived from (carrier, event_id)",
-                },
-            },
-        },
-        "Problem": {
-            "type": "object",
-            "description": "RFC 9457 problem document",
-            "required": ["type", "title", "status"],
-            "properties": {
-                "type": {"type": "string"},
-                "title": {"type": "string"},
-                "status": {"type": "integer"},
-                "detail": {"type": "string"},
-                "reason": {"type": "string", "description": "stable machine-readable code"},
-                "field": {"type": "string", "description": "JSON path or header at fault"},
-                "value": {"description": "the offending value (truncated)"},
-            },
-        },
-    },
-    "securitySchemes": {
-        "carrierSignature": {
-            "type": "apiKey",
-            "in": "header",
-            "name": SIGNATURE_HEADER,
-            "description": (
-                f"`v1=<hex HMAC-SHA256 of '<{TIMESTAMP_HEADER}>.<raw body>'>` with the carrier's "
-                "secret; several comma-separated signatures are accepted during a secret rotation. "
-                f"`{TIMESTAMP_HEADER}` (unix seconds) is checked against a 5-minute window; "
-                "see docs/integrating-carriers.md."
+INGRESS_OPERATIONS = [
+    Operation(
+        path=PATH,
+        method="post",
+        operation_id="postCarrierEvents",
+        summary="Post tracking events in the carrier's own vocabulary",
+        description=(
+            f"One event or a batch (array, at most {MAX_EVENTS} events, 1 MiB). Every event's "
+            "`carrier` must be the path's carrier and its tracking number the carrier's own. "
+            "Answered 202 only once Kafka has stored every event; re-posting the same events "
+            "is harmless (ids derive from carrier and event_id)."
+        ),
+        tags=["carriers"],
+        security=CARRIER_SIGNATURE,
+        parameters=[
+            Parameter(name="carrier", location="path", schema=CarrierCode),
+            Parameter(
+                name=TIMESTAMP_HEADER,
+                location="header",
+                required=True,
+                schema=UnixSeconds,
+                description="unix seconds when the request was signed",
             ),
-        }
-    },
-}
-
-INGRESS_OPENAPI_PATHS: dict[str, Any] = {
-    PATH: {
-        "post": {
-            "operationId": "postCarrierEvents",
-            "summary": "Post tracking events in the carrier's own vocabulary",
-            "description": (
-                "One event or a batch (array, at most 500 events, 1 MiB). Every event's `carrier` "
-                "must be the path's carrier and its tracking number the carrier's own. Answered "
-                "202 only once Kafka has stored every event; re-posting the same events is "
-                "harmless (ids derive from carrier and event_id)."
+            Parameter(
+                name=SIGNATURE_HEADER,
+                location="header",
+                required=True,
+                example="v1=5257a869e7ecebeda32affa62cdca3fa",
             ),
-            "tags": ["carriers"],
-            "security": [{"carrierSignature": []}],
-            "parameters": [
-                {
-                    "name": "carrier",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,31}$"},
-                },
-                {
-                    "name": TIMESTAMP_HEADER,
-                    "in": "header",
-                    "required": True,
-                    "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"},
-                    "description": "unix seconds when the request was signed",
-                },
-                {
-                    "name": SIGNATURE_HEADER,
-                    "in": "header",
-                    "required": True,
-                    "schema": {"type": "string", "example": "v1=5257a869e7ecebeda32affa62cdca3fa"},
-                },
-            ],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {"$ref": _REF.format(name="CarrierTrackingEventBatch")}
-                    }
-                },
-            },
-            "responses": {
-                "202": {
-                    "description": "stored in Kafka",
-                    "content": {
-                        "application/json": {
-                            "schema": {"$ref": _REF.format(name="CarrierEventsAccepted")}
-                        }
-                    },
-                },
-                "400": _problem("not JSON", ["invalid_json"]),
-                "401": _problem(
-                    "signature or timestamp refused",
-                    [
-                        "missing_timestamp",
-                        "invalid_timestamp",
-                        "missing_signature",
-                        "bad_signature",
-                        "stale_timestamp",
-                    ],
+        ],
+        request=CarrierTrackingEventBatch,
+        example=[example(CarrierTrackingEvent.ce_type)],
+        responses={
+            202: JsonReply(description="stored in Kafka", body=CarrierEventsAccepted),
+            400: NOT_JSON,
+            401: ProblemReply(
+                description="signature or timestamp refused",
+                reasons=(
+                    "missing_timestamp",
+                    "invalid_timestamp",
+                    "missing_signature",
+                    "bad_signature",
+                    "stale_timestamp",
                 ),
-                "403": _problem(
-                    "an event that is not this carrier's",
-                    ["carrier_mismatch", "foreign_tracking_number"],
-                ),
-                "404": _problem("no such carrier", ["unknown_carrier"]),
-                "413": _problem("body or batch too large", ["too_large", "too_many_events"]),
-                "422": _problem(
-                    "an invalid event; `field` names it, e.g. `$[3].occurred_at`",
-                    ["schema_violation", "empty_batch", "invalid_tracking_number"],
-                ),
-                "503": _problem("Kafka unavailable; retry", ["unavailable", "ownership_loading"]),
-            },
-        }
-    }
-}
+            ),
+            403: ProblemReply(
+                description="an event that is not this carrier's",
+                reasons=("carrier_mismatch", "foreign_tracking_number"),
+            ),
+            404: ProblemReply(description="no such carrier", reasons=("unknown_carrier",)),
+            413: ProblemReply(
+                description="body or batch too large", reasons=("too_large", "too_many_events")
+            ),
+            422: ProblemReply(
+                description="an invalid event; `field` names it, e.g. `$[3].occurred_at`",
+                reasons=("schema_violation", "empty_batch", "invalid_tracking_number"),
+            ),
+            503: ProblemReply(
+                description="Kafka unavailable; retry", reasons=("unavailable", "ownership_loading")
+            ),
+        },
+    )
+]
