@@ -29,6 +29,7 @@ its cause, so reprocessing after a crash produces the same ids.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -623,7 +624,6 @@ def _apply_carrier_effects(
     Exception keys use the scan's content (kind, sub-status, time), not its id, so a
     duplicate scan that becomes the representative does not count as a new exception.
     """
-    when = e.occurred_at.isoformat()
     if e.status == "delivery_attempt_failed":
         attempts.append(
             DeliveryAttempt(attempted_at=e.occurred_at, outcome="failed", sub_status=e.sub_status)
@@ -634,7 +634,9 @@ def _apply_carrier_effects(
             detail=e.description,
             sub_status=e.sub_status,
         )
-        exceptions.setdefault(f"failed_attempt|{e.sub_status}|{when}", (info, e))
+        exceptions.setdefault(
+            f"failed_attempt|{e.sub_status}|{e.occurred_at.isoformat()}", (info, e)
+        )
     elif e.status == "delivered":
         attempts.append(
             DeliveryAttempt(
@@ -648,7 +650,9 @@ def _apply_carrier_effects(
             detail=e.description,
             sub_status=e.sub_status,
         )
-        exceptions.setdefault(f"carrier_exception|{e.sub_status}|{when}", (info, e))
+        exceptions.setdefault(
+            f"carrier_exception|{e.sub_status}|{e.occurred_at.isoformat()}", (info, e)
+        )
     if e.status in _RETURN_TO_SENDER:
         info = ExceptionInfo(
             kind="returned_to_sender",
@@ -683,14 +687,40 @@ def fold(state: ShipmentState | None, event: FoldInput) -> tuple[ShipmentState, 
         seen = next((h for h in state.history if h.event_id == entry.event_id), None)
         if seen is not None and seen.recorded_at <= entry.recorded_at:
             return state, []
-        before = derive(shipment_id, state.tenant_id, state.history)
+        before = _derivation_of(state)
     else:
         before = None
     after = derive(shipment_id, event.tenant_id, [*(state.history if state else ()), entry])
+    _remember(after)
     if before is not None and seen is not None:
         # An earlier recording of an event already folded: same facts, nothing to announce.
         return after.state, []
     return after.state, _milestones(before, after, entry)
+
+
+# The derivation behind the latest state of recently folded shipments. `fold` needs the
+# derivation of the state it is handed; when that state is the very object the previous
+# fold returned (the store hands it back), deriving it again from its history would
+# double the cost of every event. Keyed by shipment and checked by identity, so a
+# different state object -- restored, replayed, constructed in a test -- is derived anew:
+# the cache can change the cost of `fold`, never its result.
+_RECENT: OrderedDict[str, Derivation] = OrderedDict()
+_RECENT_LIMIT = 50_000
+
+
+def _derivation_of(state: ShipmentState) -> Derivation:
+    cached = _RECENT.get(state.shipment_id)
+    if cached is not None and cached.state is state:
+        _RECENT.move_to_end(state.shipment_id)
+        return cached
+    return derive(state.shipment_id, state.tenant_id, state.history)
+
+
+def _remember(derivation: Derivation) -> None:
+    _RECENT[derivation.state.shipment_id] = derivation
+    _RECENT.move_to_end(derivation.state.shipment_id)
+    if len(_RECENT) > _RECENT_LIMIT:
+        _RECENT.popitem(last=False)
 
 
 def _update_id(shipment_id: str, milestone: str, *cause: object) -> str:
