@@ -280,7 +280,10 @@ def unique_name(request: pytest.FixtureRequest) -> Iterator[str]:
     # Shows up in junit XML and reports, to find a failed test's topics in the logs.
     request.node.user_properties.append(("kafka_name_prefix", token))
     yield token
-    if os.environ.get("HANDOFF_KEEP_TOPICS") == "1" or "kafka_bootstrap" not in request.fixturenames:
+    if (
+        os.environ.get("HANDOFF_KEEP_TOPICS") == "1"
+        or "kafka_bootstrap" not in request.fixturenames
+    ):
         return
     bootstrap = request.getfixturevalue("kafka_bootstrap")
     with contextlib.suppress(Exception):

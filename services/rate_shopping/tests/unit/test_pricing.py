@@ -178,7 +178,7 @@ destinations = st.sampled_from(
     signature=st.booleans(),
     cold_chain=st.booleans(),
 )
-def test_prices_are_never_negative_and_never_floats(  # noqa: PLR0917 (hypothesis passes by name)
+def test_prices_are_never_negative_and_never_floats(
     catalogue: Catalogue,
     shipment_factory: Callable[..., ShipmentRequested],
     parcel_list: list[Parcel],
