@@ -18,7 +18,7 @@ unexport PYTHONDONTWRITEBYTECODE
 PYTEST_ARGS ?=
 
 .PHONY: help setup test-tools browser-tools docs-tools venv kafka-jars node-tools kafka-up kafka-down kafka-status cluster-up cluster-down \
-        test test-unit lint fmt asyncapi provision up down bench bench-quick chaos clean
+        test test-unit lint fmt asyncapi provision up down bench bench-quick bench-venv chaos clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -110,6 +110,22 @@ up: setup ## the whole delivery world: broker, topics, 6 services, sims (Ctrl-C 
 
 down: ## stop everything `make up` started (SIGTERM, then SIGKILL stragglers)
 	@$(PY) -m handoff_sim.up --down
+
+# Benchmarks run on a broker of their own (127.0.0.1:31092, data in .run/bench/kafka), never
+# the test broker. The `bench` dependency group (py-spy) is synced here because a plain
+# `uv sync` drops it; the Quix Streams peer gets its own venv (see bench/README.md).
+BENCH_ARGS ?=
+bench-venv: $(VENV)/.synced
+	@$(UV) sync --all-packages --locked --group bench --quiet
+
+bench: bench-venv kafka-jars ## all benchmarks, full size (< 30 min): bench/results/<time>/ (BENCH_ARGS=...)
+	@$(PY) -m bench.run --mode full --profile $(BENCH_ARGS)
+
+bench-quick: bench-venv kafka-jars ## the benchmarks at small size (< 5 min on an idle machine)
+	@$(PY) -m bench.run --mode quick $(BENCH_ARGS)
+
+chaos: venv kafka-jars ## long chaos run: every fault under 5x load on the 3-broker cluster (~10-15 min, docs/reliability.md)
+	@$(PY) -m chaos.run --long $(CHAOS_ARGS)
 
 clean: ## remove caches, local state and broker data (keeps jars and .venv)
 	@$(KAFKACTL) wipe || true

@@ -58,6 +58,7 @@ log = get_logger("handoff.stream")
 _DELETED: Any = object()
 Clock = Callable[[], datetime]
 _SNAPSHOT_MAX_AGE_S = 3600.0
+_YIELD_EVERY = 256
 
 
 def _utcnow() -> datetime:
@@ -529,7 +530,10 @@ class StreamEngine(Generic[S]):
         handle = self.processor.handle
         service, stage = self._labels
         counters = self._record_counters
-        for tp, record in items:
+        for position, (tp, record) in enumerate(items):
+            if position and not position % _YIELD_EVERY:
+                # Let heartbeats, HTTP requests and other tasks run during a long batch.
+                await asyncio.sleep(0)
             offsets[tp] = record.offset + 1
             topic = self.names.unprefixed(tp.topic)
             counter = counters.get(topic)

@@ -1,0 +1,147 @@
+"""One tracking fold instance for the benchmarks: the real `build_fold` StatefulProcessor
+on the real `StreamEngine`, in its own process, with a progress report for the
+orchestrator (`bench/report.py`).
+
+The only addition to the production wiring is a counting wrapper around the
+fold's handler (one increment and one clock read per record). In `--restore`
+mode it measures a cold start instead: resident memory before the engine starts,
+the time until every assigned partition is restored, and the memory after.
+
+    python -m bench.fold_worker --bootstrap 127.0.0.1:31092 --prefix run. --report r.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import gc
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from handoff_events.runtime import metrics
+from handoff_events.runtime.logging import configure_logging
+from handoff_events.stream.engine import StreamEngine
+from handoff_tracking.domain.exceptions import ExceptionPolicy
+from handoff_tracking.handlers import build_fold
+from handoff_tracking.settings import TrackingSettings
+
+from bench.report import Progress, rss_bytes
+
+
+async def run(args: argparse.Namespace) -> None:
+    settings = TrackingSettings(
+        kafka_bootstrap_servers=args.bootstrap,
+        topic_prefix=args.prefix,
+        partitions=args.partitions,
+        state_dir=Path(args.state_dir),
+        instance_id=args.instance,
+        log_level="WARNING",
+    )
+    configure_logging("tracking", settings.log_level, json=settings.log_json)
+    progress = Progress(Path(args.report))
+    processor = build_fold(
+        ExceptionPolicy(stuck_after=settings.stuck_after), settings.exception_check_every_s
+    )
+    handle = processor.handle
+
+    def counted(envelope: Any, ctx: Any) -> Any:
+        progress.tick()
+        return handle(envelope, ctx)
+
+    punctuate = processor.punctuate
+    assert punctuate is not None
+    passes = {"calls": 0}
+
+    def timed(ctx: Any) -> Any:
+        # The engine runs the timer once right after assignment, i.e. the moment every
+        # partition is restored; it visits every state (decoding any the engine kept
+        # encoded). So the first call marks "restored", and the end of the first call
+        # per partition marks "one timer pass over the whole store done".
+        if not passes["calls"]:
+            progress.extra["restored_at"] = time.time()
+            progress.extra["rss_restored"] = rss_bytes()
+        passes["calls"] += 1
+        began = time.monotonic()
+        result = punctuate(ctx)
+        passes["seconds"] = passes.get("seconds", 0.0) + time.monotonic() - began
+        if passes["calls"] == len(progress.partitions or range(args.partitions)):
+            progress.extra["timer_pass_s"] = passes["seconds"]
+            progress.extra["rss_after_timer_pass"] = rss_bytes()
+        return result
+
+    processor = dataclasses.replace(processor, handle=counted, punctuate=timed)
+    gc.collect()
+    rss_before = rss_bytes()
+    progress.extra["rss_before"] = rss_before
+    progress.start()
+    engine = StreamEngine(processor, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    started = time.time()
+    progress.extra["started_at"] = started
+    await engine.start()
+    try:
+        while not stop.is_set():
+            ready = engine.ready
+            progress.partitions = sorted(engine.tasks)
+            if ready and not progress.ready:
+                progress.extra["ready_at"] = time.time()
+                if args.restore:
+                    gc.collect()
+                    progress.extra["rss_after"] = rss_bytes()
+                    progress.extra["keys"] = sum(
+                        len(t.store.committed) for t in engine.tasks.values()
+                    )
+                    progress.extra["restored_records"] = _metric_sum(metrics.RESTORED_RECORDS)
+                    progress.extra["restore_seconds"] = _metric_sum(
+                        metrics.RESTORE_SECONDS, suffix="_sum"
+                    )
+                    # The engine may keep restored values encoded until first use; what
+                    # they cost once every one is decoded (as a timer over all of them,
+                    # or queries, will do) is the other half of the memory story.
+                    began = time.monotonic()
+                    for task in engine.tasks.values():
+                        task.store.materialize()
+                    progress.extra["decode_all_s"] = time.monotonic() - began
+                    gc.collect()
+                    progress.extra["rss_decoded"] = rss_bytes()
+            progress.ready = ready
+            if engine.failure.is_set():
+                progress.extra["failed"] = repr(engine.error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.05)
+    finally:
+        await engine.stop()
+        progress.stop()
+
+
+def _metric_sum(metric: Any, suffix: str = "_total") -> float:
+    """Sum of a Prometheus metric's samples whose name ends with `suffix`, all labels."""
+    return sum(
+        sample.value
+        for family in metric.collect()
+        for sample in family.samples
+        if sample.name.endswith(suffix)
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--prefix", required=True)
+    parser.add_argument("--report", required=True)
+    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--instance", default="bench-0")
+    parser.add_argument("--partitions", type=int, default=12)
+    parser.add_argument("--restore", action="store_true", help="measure a cold start")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
