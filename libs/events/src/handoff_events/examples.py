@@ -392,6 +392,7 @@ _UPDATE_STATUS = {
     "allocated": "allocated",
     "allocation_failed": "allocation_failed",
     "cancelled": "cancelled",
+    "cancellation_refused": "in_transit",
     "status_changed": "out_for_delivery",
     "exception": "delivery_attempt_failed",
     "delivered": "delivered",
@@ -414,6 +415,8 @@ def _update(milestone: str) -> c.ShipmentUpdate:
                 value="1011",
             )
         ]
+    if milestone == "cancellation_refused":
+        extra["reasons"] = [Reason(code="already_picked_up", message="the carrier has the parcel")]
     if milestone == "allocation_failed":
         extra["reasons"] = [Reason(code="all_candidates_exhausted", message="3 carriers declined")]
     if milestone == "exception":

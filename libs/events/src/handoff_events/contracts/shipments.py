@@ -15,6 +15,7 @@ UPDATE_TYPES: dict[str, str] = {
     "allocated": "handoff.shipment.update.allocated.v1",
     "allocation_failed": "handoff.shipment.update.allocation_failed.v1",
     "cancelled": "handoff.shipment.update.cancelled.v1",
+    "cancellation_refused": "handoff.shipment.update.cancellation_refused.v1",
     "status_changed": "handoff.shipment.update.status_changed.v1",
     "exception": "handoff.shipment.update.exception.v1",
     "delivered": "handoff.shipment.update.delivered.v1",

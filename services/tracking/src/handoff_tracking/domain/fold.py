@@ -183,6 +183,7 @@ _ENTRY_MILESTONES: dict[str, str] = {
     AllocationFailed.ce_type: "allocation_failed",
     RatingFailed.ce_type: "allocation_failed",
     ShipmentCancelled.ce_type: "cancelled",
+    CancellationRefused.ce_type: "cancellation_refused",
     ReturnAuthorised.ce_type: "return_authorised",
     ReturnRefused.ce_type: "return_refused",
     ReturnReceived.ce_type: "return_received",
