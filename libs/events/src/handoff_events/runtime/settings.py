@@ -46,6 +46,8 @@ class ServiceSettings(BaseSettings):
     punctuate_interval_s: float = 1.0
     shutdown_timeout_s: float = 20.0
     session_timeout_ms: int = 10_000
+    stall_timeout_s: float = 120.0
+    """A stage with records waiting and no progress for this long fails (and is restarted)."""
     """How long the group waits for a silent instance (e.g. after SIGKILL) before its
     partitions move; the broker's floor is group.min.session.timeout.ms (6 s by default)."""
     kafka_security_protocol: str = "PLAINTEXT"

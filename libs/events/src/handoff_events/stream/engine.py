@@ -59,6 +59,8 @@ _DELETED: Any = object()
 Clock = Callable[[], datetime]
 _SNAPSHOT_MAX_AGE_S = 3600.0
 _YIELD_EVERY = 256
+_CALLBACK_STEP_S = 10.0
+_OPEN_TASK_S = 300.0
 
 
 def _utcnow() -> datetime:
@@ -228,6 +230,7 @@ class StreamEngine(Generic[S]):
         self._next_lag = 0.0
         self._snapshot_dir = Path(settings.state_dir) / self.group_id
         self._record_counters: dict[str, Any] = {}
+        self._progress: dict[TopicPartition, tuple[int, float]] = {}
 
     # ---- public surface --------------------------------------------------------------
     @property
@@ -311,7 +314,10 @@ class StreamEngine(Generic[S]):
             self._restoring += len(new)
             try:
                 for p in new:
-                    self.tasks[p] = await self._open_task(p)
+                    # A task that cannot be opened in time (unreachable transaction
+                    # coordinator, stuck restore) fails the stage loudly: a restart is a
+                    # recovery, a silently idle member is not.
+                    self.tasks[p] = await asyncio.wait_for(self._open_task(p), _OPEN_TASK_S)
                     self._restoring -= 1
             except BaseException as exc:
                 self._fail(exc)
@@ -354,11 +360,13 @@ class StreamEngine(Generic[S]):
         return task
 
     async def _close_task(self, task: _Task[S], clean: bool) -> None:
+        # Bounded: this runs inside a rebalance callback, and a callback that hangs on an
+        # unreachable broker gets the member dropped from its group without anyone noticing.
         if clean and task.restored and self.processor.changelog:
             with contextlib.suppress(Exception):
-                await self._write_snapshot(task)
+                await asyncio.wait_for(self._write_snapshot(task), _CALLBACK_STEP_S)
         with contextlib.suppress(Exception):
-            await task.producer.stop()
+            await asyncio.wait_for(task.producer.stop(), _CALLBACK_STEP_S)
 
     # ---- restore ---------------------------------------------------------------------
     def _snapshot_path(self, partition: int) -> Path:
@@ -488,6 +496,8 @@ class StreamEngine(Generic[S]):
             self._fail(exc)
 
     def _record_lag(self, consumer: AIOKafkaConsumer) -> None:
+        now = time.monotonic()
+        seen: set[TopicPartition] = set()
         for tp in consumer.assignment():
             high = consumer.highwater(tp)
             if high is None:
@@ -496,11 +506,27 @@ class StreamEngine(Generic[S]):
                 position = consumer._subscription.subscription.assignment.state_value(tp).position
             except Exception:
                 continue
-            if position is not None:
-                topic = self.names.unprefixed(tp.topic)
-                metrics.LAG.labels(*self._labels, topic, str(tp.partition)).set(
-                    max(0, high - position)
+            if position is None:
+                continue
+            topic = self.names.unprefixed(tp.topic)
+            lag = max(0, high - position)
+            metrics.LAG.labels(*self._labels, topic, str(tp.partition)).set(lag)
+            seen.add(tp)
+            # Stall watchdog: records waiting but the position has not moved for a long
+            # time means this member is wedged (e.g. a task dropped after fencing and no
+            # rebalance came). Fail the stage so the process is restarted.
+            last = self._progress.get(tp)
+            if last is None or last[0] != position or lag == 0 or self._restoring:
+                self._progress[tp] = (position, now)
+            elif now - last[1] > self.settings.stall_timeout_s:
+                self._fail(
+                    RuntimeError(
+                        f"{self.processor.name}: {topic}[{tp.partition}] has {lag} records "
+                        f"waiting and made no progress for {now - last[1]:.0f}s"
+                    )
                 )
+        for tp in set(self._progress) - seen:
+            del self._progress[tp]
 
     async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         by_task: dict[int, list[tuple[TopicPartition, ConsumerRecord]]] = {}
