@@ -18,7 +18,7 @@ unexport PYTHONDONTWRITEBYTECODE
 PYTEST_ARGS ?=
 
 .PHONY: help setup test-tools browser-tools docs-tools venv kafka-jars node-tools kafka-up kafka-down kafka-status cluster-up cluster-down \
-        test test-unit lint fmt asyncapi provision up down bench bench-quick bench-venv chaos clean
+        test test-unit lint fmt asyncapi provision up down bench bench-quick bench-venv chaos chaos-short clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -83,8 +83,11 @@ cluster-up: kafka-jars ## start the 3-broker cluster (127.0.0.1:29092-29094)
 cluster-down: ## stop the 3-broker cluster
 	@$(KAFKACTL) stop --cluster
 
-test: test-tools ## the whole suite against a real broker (starts one if needed)
-	@$(PY) -m pytest $(PYTEST_ARGS)
+test: test-tools ## the whole suite against a real broker (starts one if needed); chaos runs separately
+	@$(PY) -m pytest -m "not chaos" $(PYTEST_ARGS)
+
+chaos-short: test-tools ## the short chaos set (one named test per fault) on the 3-broker cluster
+	@$(PY) -m pytest -m chaos tests/chaos $(PYTEST_ARGS)
 
 test-unit: venv ## only the fast tests that need no broker
 	@$(PY) -m pytest -m "not kafka and not cluster" $(PYTEST_ARGS)

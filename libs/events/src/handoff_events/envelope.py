@@ -190,7 +190,8 @@ def decode_data(cls: type[E], raw: bytes, prefix: str = "$") -> E:
         return _decoder(cls).decode(raw)  # type: ignore[no-any-return]
     except msgspec.ValidationError as exc:
         raise schema_error(exc, raw, prefix) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # msgspec reports invalid UTF-8 inside a JSON string as UnicodeDecodeError.
         raise DecodeError(
             "invalid_json", str(exc), prefix, raw[:80].decode(errors="replace")
         ) from None
@@ -309,7 +310,7 @@ def _decode_structured(value: bytes, accept: Collection[str] | None) -> Envelope
         doc = _structured_decoder.decode(value)
     except msgspec.ValidationError as exc:
         raise schema_error(exc, value) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise DecodeError(
             "invalid_json", str(exc), "$", value[:80].decode(errors="replace")
         ) from None
