@@ -211,9 +211,36 @@ def kafka_bootstrap() -> Iterator[str]:
         lease.release()
         pytest.fail(f"could not start the local Kafka broker: {exc}", pytrace=False)
     try:
+        asyncio.run(_warm_up(bootstrap))
         yield bootstrap
     finally:
         lease.release()
+
+
+async def _warm_up(bootstrap: str, within: float = 60.0) -> None:
+    """Make a fresh broker create __consumer_offsets and __transaction_state now.
+
+    The first group or transaction lookup on a new cluster answers "coordinator not
+    available" while the internal topic is created; clients that do not retry (admin
+    calls) would fail whichever test happens to run first."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        for coordinator_type in (0, 1):  # group, transaction
+            while True:
+                try:
+                    await admin.find_coordinator("handoff-warm-up", coordinator_type)
+                    break
+                except Exception:
+                    if loop.time() > deadline:
+                        raise
+                    await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
 
 
 # --------------------------------------------------------------------------- cluster

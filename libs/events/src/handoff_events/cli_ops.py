@@ -32,6 +32,7 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
@@ -486,7 +487,16 @@ async def _drain_position(
     admin = AIOKafkaAdminClient(bootstrap_servers=target.bootstrap, client_id="handoff-cli")
     await admin.start()
     try:
-        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+        # On a fresh cluster the first group lookup creates __consumer_offsets and answers
+        # "coordinator not available" meanwhile: wait for it rather than fail.
+        for attempt in range(60):
+            try:
+                committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+                break
+            except GroupCoordinatorNotAvailableError:
+                if attempt == 59:
+                    raise
+                await asyncio.sleep(0.5)
     finally:
         await admin.close()
     out: dict[TopicPartition, DrainPosition] = {}
