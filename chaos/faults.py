@@ -152,7 +152,10 @@ def poison_topics() -> list[str]:
     return [
         spec.dlq_of
         for spec in topics.CATALOGUE
-        if spec.dlq_of is not None and any(w in SERVICES for w in spec.writers)
+        if spec.dlq_of is not None
+        and any(w in SERVICES for w in spec.writers)
+        # Compacted tables (KPIs) are read by group-less followers, not stream stages: no DLQ.
+        and topics.BY_NAME[spec.dlq_of].cleanup != "compact"
     ]
 
 
