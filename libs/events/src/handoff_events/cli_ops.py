@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import difflib
 import os
 import shutil
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -639,23 +640,33 @@ async def _publish_and_commit(
 ) -> None:
     """Re-publish and commit the drain position in ONE transaction: a crash or a concurrent drain
     (fenced by the shared transactional id) can neither lose the position nor send twice."""
+    async with _transaction(target, f"{group}.{dlq}", "handoff-cli-dlq-drain") as producer:
+        for record in resend:
+            await producer.send(
+                source, record.value, key=record.key, headers=republished_headers(record)
+            )
+        offsets = {tp: (p.next_offset, p.metadata()) for tp, p in positions.items()}
+        await producer.send_offsets_to_transaction(offsets, group)
+
+
+@contextlib.asynccontextmanager
+async def _transaction(
+    target: Target, transactional_id: str, client_id: str
+) -> AsyncIterator[AIOKafkaProducer]:
+    """A transactional producer inside one transaction: committed when the block ends,
+    aborted if it raises, and always stopped."""
     producer = AIOKafkaProducer(
         bootstrap_servers=target.bootstrap,
         acks="all",
         enable_idempotence=True,
-        transactional_id=f"{group}.{dlq}",
-        client_id="handoff-cli-dlq-drain",
+        transactional_id=transactional_id,
+        client_id=client_id,
     )
     await producer.start()
     try:
         await producer.begin_transaction()
         try:
-            for record in resend:
-                await producer.send(
-                    source, record.value, key=record.key, headers=republished_headers(record)
-                )
-            offsets = {tp: (p.next_offset, p.metadata()) for tp, p in positions.items()}
-            await producer.send_offsets_to_transaction(offsets, group)
+            yield producer
             await producer.commit_transaction()
         except BaseException:
             await producer.abort_transaction()
@@ -804,31 +815,16 @@ async def _replay(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"dry run: {len(picked)} record(s) would be copied to {destination}")
         return 0
-    producer = AIOKafkaProducer(
-        bootstrap_servers=target.bootstrap,
-        acks="all",
-        enable_idempotence=True,
-        transactional_id=f"{target.prefix}handoff.ops.replay.{destination}",
-        client_id="handoff-cli-replay",
-    )
-    await producer.start()
-    try:
-        # One transaction: read_committed consumers see the whole replay or none of it.
-        await producer.begin_transaction()
-        try:
-            for record in picked:
-                await producer.send(
-                    destination,
-                    record.value,
-                    key=record.key,
-                    headers=[(k, v) for k, v in record.headers if v is not None],
-                )
-            await producer.commit_transaction()
-        except BaseException:
-            await producer.abort_transaction()
-            raise
-    finally:
-        await producer.stop()
+    # One transaction: read_committed consumers see the whole replay or none of it.
+    replay_id = f"{target.prefix}handoff.ops.replay.{destination}"
+    async with _transaction(target, replay_id, "handoff-cli-replay") as producer:
+        for record in picked:
+            await producer.send(
+                destination,
+                record.value,
+                key=record.key,
+                headers=[(k, v) for k, v in record.headers if v is not None],
+            )
     print(f"copied {len(picked)} record(s) from {source} to {destination}")
     return 0
 
