@@ -181,7 +181,14 @@ class BenchBroker:
     def __init__(self, port: int = BENCH_PORT, heap: str = "1g"):
         self.ctl = kafkactl()
         self.node = self.ctl.Node(
-            "bench", 1, RUN_DIR / "kafka", port, port + 1, heap, in_cluster=False
+            "bench",
+            1,
+            # Per port, so two runs on different ports never share (or wipe) a data directory.
+            RUN_DIR / ("kafka" if port == BENCH_PORT else f"kafka-{port}"),
+            port,
+            port + 1,
+            heap,
+            in_cluster=False,
         )
 
     @property

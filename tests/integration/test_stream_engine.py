@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 from datetime import UTC, datetime
 
 import msgspec
@@ -212,3 +214,121 @@ async def test_rebalance_hands_partitions_over_without_loss(
         await a.stop()
     outputs = await _read_all(kafka_bootstrap, names(OUTPUT), 180)
     assert len({dict(r.headers)["ce_id"] for r in outputs}) == len(outputs) == 180
+
+
+class Deadline(msgspec.Struct, frozen=True):
+    due: datetime | None
+    fired: int = 0
+
+
+async def test_timer_gets_only_due_values_and_the_index_survives_a_restart(
+    kafka_bootstrap: str, unique_name: str
+) -> None:
+    """A processor with `due`: each tick hands over only the values whose time has come,
+    each once; after a restart the index comes back from the changelog header (the timer
+    still fires exactly the ones due, without the store being scanned)."""
+    settings = await _settings(kafka_bootstrap, unique_name)
+    names = topics.Names(settings.topic_prefix)
+    now = {"t": datetime(2027, 1, 1, 12, 0, tzinfo=UTC)}
+    seen: list[list[str]] = []
+
+    def handle(env: Envelope[Event], ctx: Context[Deadline]) -> None:
+        data = env.data
+        assert isinstance(data, ShipmentCancelled)
+        minute = data.cancelled_at.minute  # minutes after now["t"] it falls due
+        ctx.store.put(data.shipment_id, Deadline(now["t"].replace(minute=minute)))
+
+    def tick(ctx: Context[Deadline]) -> None:
+        due = ctx.due()
+        if due:
+            seen.append(sorted(key for key, _ in due))
+        for key, value in due:
+            ctx.store.put(key, Deadline(None, value.fired + 1))
+
+    def processor() -> StatefulProcessor[Deadline]:
+        return StatefulProcessor(
+            service="carrier_allocation",
+            stage="test",
+            inputs=[SOURCE],
+            changelog=CHANGELOG,
+            codec=MsgpackCodec(Deadline),
+            handle=handle,
+            punctuate=tick,
+            punctuate_every_s=0.1,
+            due=lambda d: d.due,
+        )
+
+    events = [cancelled(f"s{i}", 10 + i) for i in range(6)]  # due at 12:10 .. 12:15
+    await _produce(
+        kafka_bootstrap, names(SOURCE), [(e.data.shipment_id, *encode(e)) for e in events]
+    )
+    engine = StreamEngine(processor(), settings, clock=lambda: now["t"])
+    await engine.start()
+    try:
+        await until(lambda: sum(len(s) for s in engine.stores.values()) == 6, 60)
+        now["t"] = datetime(2027, 1, 1, 12, 11, 30, tzinfo=UTC)
+        await until(lambda: sum(len(b) for b in seen) == 2, 60, what="s0, s1 fired")
+    finally:
+        await engine.stop()
+    assert sorted(k for batch in seen for k in batch) == ["s0", "s1"]
+
+    # A cold start (no snapshot): the index is rebuilt from the changelog headers.
+    shutil.rmtree(settings.state_dir, ignore_errors=True)
+    seen.clear()
+    now["t"] = datetime(2027, 1, 1, 12, 13, 30, tzinfo=UTC)
+    engine = StreamEngine(processor(), settings, clock=lambda: now["t"])
+    await engine.start()
+    try:
+        await until(lambda: sum(len(b) for b in seen) == 2, 60, what="s2, s3 fired after restart")
+        fired = {
+            key: value.fired for store in engine.stores.values() for key, value in store.items()
+        }
+    finally:
+        await engine.stop()
+    assert sorted(k for batch in seen for k in batch) == ["s2", "s3"]
+    assert fired == {"s0": 1, "s1": 1, "s2": 1, "s3": 1, "s4": 0, "s5": 0}
+
+
+async def test_idle_partitions_commit_past_the_upstream_commit_marker(
+    kafka_bootstrap: str, unique_name: str
+) -> None:
+    """Input written in transactions ends with a commit marker the handler never sees; the
+    group's committed offsets must still reach the log end once the task is idle (no
+    phantom lag of one per partition for monitoring and KEDA)."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.structs import TopicPartition
+
+    settings = await _settings(kafka_bootstrap, unique_name)
+    names = topics.Names(settings.topic_prefix)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka_bootstrap, transactional_id=f"{unique_name}-upstream"
+    )
+    await producer.start()
+    try:
+        async with producer.transaction():
+            for i in range(9):
+                value, headers = encode(cancelled(f"s{i}", i))
+                await producer.send(
+                    names(SOURCE), value, key=f"s{i}".encode(), headers=headers, partition=i % 3
+                )
+    finally:
+        await producer.stop()
+    engine = StreamEngine(tally_processor(output_emits=False), settings)
+    await engine.start()
+    probe = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=engine.group_id)
+    await probe.start()
+    partitions = [TopicPartition(names(SOURCE), p) for p in range(3)]
+    try:
+        ends = await probe.end_offsets(partitions)
+        assert all(ends[tp] == 4 for tp in partitions)  # 3 records + the commit marker
+
+        async def committed() -> dict[TopicPartition, int | None]:
+            return {tp: await probe.committed(tp) for tp in partitions}
+
+        deadline = asyncio.get_running_loop().time() + 30
+        while await committed() != ends:
+            assert asyncio.get_running_loop().time() < deadline, await committed()
+            await asyncio.sleep(0.5)
+    finally:
+        await probe.stop()
+        await engine.stop()

@@ -197,6 +197,10 @@ class FakeContext(Generic[S]):
     def emit(self, topic: str, key: str, envelope: Envelope[Any]) -> None:
         self.emits.append(Emit(topic, key, envelope))
 
+    def due(self) -> list[tuple[str, S]]:
+        """Every stored value (a superset of what the engine's due index hands over)."""
+        return list(self.store.items())
+
     def take(self) -> list[Emit]:
         out, self.emits = self.emits, []
         return out

@@ -15,7 +15,7 @@ from handoff_events.stream.api import MsgpackCodec, StatefulProcessor
 from starlette.requests import Request
 
 from handoff_returns.adapters.policy_file import ReturnsConfig, load_config
-from handoff_returns.domain.ledger import ShipmentRecord
+from handoff_returns.domain.ledger import ShipmentRecord, expiry_at
 from handoff_returns.domain.requests import OrderIndex
 from handoff_returns.entrypoints.http import SERVICE, routes
 from handoff_returns.handlers import LedgerStage, handle_requests
@@ -52,6 +52,7 @@ def processors(
         handle=stage.handle,
         punctuate=stage.expire,
         punctuate_every_s=settings.expiry_check_interval_s,
+        due=expiry_at,
     )
     return requests, ledger
 

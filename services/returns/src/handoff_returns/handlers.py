@@ -129,10 +129,12 @@ class LedgerStage:
     def expire(self, ctx: Context[ShipmentRecord]) -> None:
         """Timer: labels that ran out before any carrier scan become ReturnExpired.
 
-        A full scan of the task's store (every shipment the task has seen), run every
-        `expiry_check_interval_s` rather than per record; see docs/returns.md, Limits.
+        Only the records whose label expiry has come are handed over (the engine's due
+        index, `ledger.expiry_at`), every `expiry_check_interval_s`.
         """
-        for return_shipment_id, record in list(ctx.store.items()):
+        for return_shipment_id, record in ctx.due():
+            if not ledger.expiry_due(record, ctx.now):
+                continue
             if not ledger.expiry_due(record, ctx.now):
                 continue
             link = record.link

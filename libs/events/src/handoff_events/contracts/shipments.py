@@ -69,11 +69,13 @@ class ShipmentUpdate(Event, frozen=True, kw_only=True):
     detail: dict[str, str] = {}
 
 
-class ShipmentFacts(Frozen, frozen=True, kw_only=True):
+class ShipmentFacts(Frozen, frozen=True, kw_only=True, omit_defaults=True):
     """What one event asserted about a shipment (order, route, carrier, promise).
 
     Kept on the event's `HistoryEntry` so the whole state can be refolded from the
     history alone (queries `as_of`, replays); None means "this event did not say".
+    Fields an event did not assert are left out of the JSON (absent = null): each
+    entry names only the few facts its event carried, which keeps state records small.
     """
 
     order_id: str | None = None

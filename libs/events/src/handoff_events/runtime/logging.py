@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 import structlog
@@ -55,6 +55,16 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
 
 def get_logger(name: str | None = None) -> Any:
     return structlog.get_logger(name)
+
+
+def bind_record(ids: dict[str, Any]) -> Token[dict[str, Any] | None]:
+    """`bound` without the context manager, for the engine's per-record hot path: pair
+    every call with `unbind_record(token)` in a `finally`."""
+    return _record_ids.set(ids)
+
+
+def unbind_record(token: Token[dict[str, Any] | None]) -> None:
+    _record_ids.reset(token)
 
 
 @contextmanager

@@ -102,6 +102,11 @@ class Context(Protocol[S]):
 
     def emit(self, topic: str, key: str, envelope: Envelope[Any]) -> None: ...
 
+    def due(self) -> list[tuple[str, S]]:
+        """On a timer tick: the stored values that are due (see `StatefulProcessor.due`);
+        every stored value if the processor has no `due` function."""
+        ...
+
 
 class Rejected(Exception):
     """Raise from a handler to send the current record to the DLQ with a reason (not a crash)."""
@@ -134,6 +139,12 @@ class StatefulProcessor(Generic[S]):
     """Accepted ce_types per input topic; default: the catalogue's event types for the topic."""
     punctuate: Punctuator[S] | None = None
     punctuate_every_s: float | None = None
+    due: Callable[[S], datetime | None] | None = None
+    """When a stored value next needs the timer (None: never). With it, a tick hands
+    `punctuate` only the due values (`ctx.due()`), found through an index the engine keeps
+    from every write and restores from a changelog header -- no scan of the store, no
+    decoding of values that are not due. A value is handed over once per due time: to be
+    handed over again it must be written with a later one."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

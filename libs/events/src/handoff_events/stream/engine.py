@@ -25,12 +25,22 @@ How a record's effects become durable exactly once (docs/decisions/0002):
 5. A record that cannot be decoded, or that the handler rejects (or crashes
    on), goes to `<topic>.dlq` with its original bytes and headers plus the
    reason, inside the same transaction; the partition moves on.
+
+Tasks are pipelined: the poll loop only hands fetched records to each task's
+queue, and every task runs its own loop (take what is queued, handle, commit,
+run its timer when due). While one task waits for its transaction to commit,
+the others handle records and the consumer keeps fetching, so the CPU is not
+idle during broker round trips, and a busy task's next batch grows by itself
+(more records per transaction under load, fewer when idle: low latency). A
+task whose queue is long has its partitions paused until it catches up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import heapq
 import inspect
 import os
 import time
@@ -44,16 +54,20 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import ProducerFenced
+from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from handoff_events.envelope import DecodeError, Envelope, decode
 from handoff_events.runtime import metrics
-from handoff_events.runtime.logging import bound, get_logger
+from handoff_events.runtime.logging import bind_record, get_logger, unbind_record
 from handoff_events.runtime.settings import ServiceSettings
 from handoff_events.stream.api import Emit, MsgpackCodec, Rejected, StateCodec, StatefulProcessor
 from handoff_events.topics import BY_NAME, Names
 
 S = TypeVar("S")
+DueOf = Callable[[S], datetime | None]
+DUE_HEADER = "handoff_due"
+"""Changelog header: when the value next needs the timer (epoch seconds), for the due index."""
 log = get_logger("handoff.stream")
 _DELETED: Any = object()
 Clock = Callable[[], datetime]
@@ -61,10 +75,15 @@ _SNAPSHOT_MAX_AGE_S = 3600.0
 _YIELD_EVERY = 256
 _CALLBACK_STEP_S = 10.0
 _OPEN_TASK_S = 300.0
+_IDLE_CHECK_S = 2.0
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _stamp(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
 
 
 class _Snapshot(msgspec.Struct):
@@ -85,13 +104,21 @@ class _Encoded:
 
 
 class TaskStore(Generic[S]):
-    """The committed store of one task plus the staged writes of the batch in flight."""
+    """The committed store of one task plus the staged writes of the batch in flight.
 
-    def __init__(self, codec: StateCodec[S] | None = None) -> None:
+    With a `due_of` function it also keeps the *due index*: when each committed value
+    next needs the timer. The index is kept from every committed write and restored
+    from the changelog's `handoff_due` header, so neither the timer nor a restore has to
+    decode or visit values that are not due."""
+
+    def __init__(self, codec: StateCodec[S] | None = None, due_of: DueOf[S] | None = None) -> None:
         self.committed: dict[str, Any] = {}
         self._codec = codec
         self._batch: dict[str, Any] = {}
         self._record: dict[str, Any] = {}
+        self._due_of = due_of
+        self.due_at: dict[str, float] = {}
+        self._due_heap: list[tuple[float, str]] = []
 
     def _decoded(self, key: str, value: Any) -> S:
         if type(value) is _Encoded:
@@ -102,6 +129,60 @@ class TaskStore(Generic[S]):
 
     def file_encoded(self, key: str, raw: bytes, headers: list[tuple[str, bytes | None]]) -> None:
         self.committed[key] = _Encoded(raw, headers)
+        if self._due_of is not None:
+            for name, header in reversed(headers):
+                if name == DUE_HEADER:
+                    self._set_due(key, float(header) if header else None, push=False)
+                    break
+            else:  # written without the header (older changelog): decode to know
+                self._set_due(key, _stamp(self._due_of(self._decoded(key, self.committed[key]))))
+
+    def clear(self) -> None:
+        self.committed.clear()
+        self.due_at.clear()
+        self._due_heap.clear()
+
+    def forget(self, key: str) -> None:
+        """A tombstone restored from the changelog."""
+        self.committed.pop(key, None)
+        self.due_at.pop(key, None)
+
+    def restored(self) -> None:
+        """Restore is complete: build the due heap in one go."""
+        self._due_heap = [(at, key) for key, at in self.due_at.items()]
+        heapq.heapify(self._due_heap)
+
+    # -- the due index -------------------------------------------------------------------
+    def due_stamp(self, value: S) -> float | None:
+        return None if self._due_of is None else _stamp(self._due_of(value))
+
+    def _set_due(self, key: str, at: float | None, push: bool = True) -> None:
+        if at is None:
+            self.due_at.pop(key, None)
+            return
+        self.due_at[key] = at
+        if push:
+            heapq.heappush(self._due_heap, (at, key))
+
+    def take_due(self, now: float) -> list[tuple[str, float]]:
+        """Keys due at `now` (with the due time they were taken at), earliest first."""
+        heap, out = self._due_heap, []
+        while heap and heap[0][0] <= now:
+            at, key = heapq.heappop(heap)
+            if self.due_at.get(key) == at:
+                out.append((key, at))
+        return out
+
+    def settle_due(self, taken: list[tuple[str, float]], done: bool) -> None:
+        """After a timer tick: handled keys that were not rewritten leave the index (their
+        due time was seen); if the tick failed they stay due."""
+        for key, at in taken:
+            if self.due_at.get(key) != at:
+                continue  # rewritten in the tick: already indexed with its new due time
+            if done:
+                del self.due_at[key]
+            else:
+                heapq.heappush(self._due_heap, (at, key))
 
     def materialize(self) -> dict[str, S]:
         """Every committed value decoded (for queries and tests)."""
@@ -145,11 +226,15 @@ class TaskStore(Generic[S]):
         return self._batch
 
     def apply_batch(self) -> None:
+        due_of = self._due_of
         for key, value in self._batch.items():
             if value is _DELETED:
                 self.committed.pop(key, None)
+                self.due_at.pop(key, None)
             else:
                 self.committed[key] = value
+                if due_of is not None:
+                    self._set_due(key, _stamp(due_of(value)))
         self._batch.clear()
 
     def drop_batch(self) -> None:
@@ -166,6 +251,17 @@ class _Context(Generic[S]):
     offset: int = -1
     key: str | None = None
     emits: list[Emit] = field(default_factory=list)
+    due_keys: list[str] | None = None
+
+    def due(self) -> list[tuple[str, S]]:
+        if self.due_keys is None:
+            return list(self.store.items())
+        out = []
+        for key in self.due_keys:
+            value = self.store.get(key)
+            if value is not None:
+                out.append((key, value))
+        return out
 
     def emit(self, topic: str, key: str, envelope: Envelope[Any]) -> None:
         if topic not in BY_NAME:
@@ -180,6 +276,16 @@ class _Task(Generic[S]):
     store: TaskStore[S]
     restored: bool = False
     changelog_end: int = 0
+    pending: list[tuple[TopicPartition, ConsumerRecord]] = field(default_factory=list)
+    """Fetched, not yet handled (not committed: dropped if the task closes or resets)."""
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    runner: asyncio.Task[None] | None = None
+    closing: bool = False
+    paused: bool = False
+    next_punctuate: float = 0.0
+    next_idle_check: float = 0.0
+    committed: dict[TopicPartition, int] = field(default_factory=dict)
+    """Input offsets this task has committed (to skip idle commits that change nothing)."""
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -226,10 +332,10 @@ class StreamEngine(Generic[S]):
         self._labels = (processor.service, processor.stage)
         every = processor.punctuate_every_s or settings.punctuate_interval_s
         self._punctuate_every = every
-        self._next_punctuate = 0.0
         self._next_lag = 0.0
         self._snapshot_dir = Path(settings.state_dir) / self.group_id
         self._record_counters: dict[str, Any] = {}
+        self._short_names: dict[str, str] = {}
         self._progress: dict[TopicPartition, tuple[int, float]] = {}
 
     # ---- public surface --------------------------------------------------------------
@@ -281,12 +387,15 @@ class StreamEngine(Generic[S]):
         if self._loop_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
-        if self.processor.punctuate is not None and not self.failure.is_set():
-            # A last tick records what timers finished since the previous one (e.g. sends
-            # that completed), so a clean shutdown does not leave them to be redone.
-            with contextlib.suppress(Exception):
-                await self._punctuate_all()
         async with self._lock:
+            for task in list(self.tasks.values()):
+                await self._finish_runner(task)
+            if self.processor.punctuate is not None and not self.failure.is_set():
+                # A last tick records what timers finished since the previous one (e.g.
+                # sends that completed), so a clean shutdown does not leave them to be redone.
+                for task in list(self.tasks.values()):
+                    with contextlib.suppress(Exception):
+                        await self._punctuate_task(task)
             for task in list(self.tasks.values()):
                 await self._close_task(task, clean=not self.failure.is_set())
             self.tasks.clear()
@@ -301,23 +410,32 @@ class StreamEngine(Generic[S]):
             for p in sorted({tp.partition for tp in revoked}):
                 task = self.tasks.pop(p, None)
                 if task is not None:
+                    # The batch in flight commits (the generation is still valid here);
+                    # what is only queued is dropped: the next owner reads it again.
+                    await self._finish_runner(task)
                     await self._close_task(task, clean=True)
             metrics.ASSIGNED.labels(*self._labels).set(len(self.tasks))
 
     async def _on_assigned(self, assigned: list[TopicPartition]) -> None:
         partitions = sorted({tp.partition for tp in assigned})
+        assert self._consumer is not None
+        # Before the first await: nothing of a partition may be fetched for processing
+        # until its task is restored (each is resumed when its task opens).
+        self._consumer.pause(*(tp for tp in assigned if tp.partition not in self.tasks))
         self._check_copartitioned(assigned, partitions)
         async with self._lock:
             new = [p for p in partitions if p not in self.tasks]
-            assert self._consumer is not None
-            self._consumer.resume(*assigned)
+            self._consumer.resume(*(tp for tp in assigned if tp.partition in self.tasks))
             self._restoring += len(new)
             try:
                 for p in new:
                     # A task that cannot be opened in time (unreachable transaction
                     # coordinator, stuck restore) fails the stage loudly: a restart is a
                     # recovery, a silently idle member is not.
-                    self.tasks[p] = await asyncio.wait_for(self._open_task(p), _OPEN_TASK_S)
+                    task = await asyncio.wait_for(self._open_task(p), _OPEN_TASK_S)
+                    self.tasks[p] = task
+                    self._start_runner(task)
+                    self._consumer.resume(*self._task_partitions(p))
                     self._restoring -= 1
             except BaseException as exc:
                 self._fail(exc)
@@ -337,6 +455,14 @@ class StreamEngine(Generic[S]):
                     )
 
     async def _open_task(self, partition: int) -> _Task[S]:
+        producer = await self._open_producer(partition)
+        task: _Task[S] = _Task(
+            partition=partition, producer=producer, store=TaskStore(self.codec, self.processor.due)
+        )
+        await self._restore(task)
+        return task
+
+    async def _open_producer(self, partition: int) -> AIOKafkaProducer:
         producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
             transactional_id=f"{self.group_id}.{partition}",
@@ -350,14 +476,12 @@ class StreamEngine(Generic[S]):
             **self.settings.kafka_security(),
         )
         await producer.start()
-        task: _Task[S] = _Task(partition=partition, producer=producer, store=TaskStore(self.codec))
         # Begin+commit an empty transaction: this waits for the producer id, which
         # is the moment the previous owner of this transactional id is fenced and
         # its open transaction aborted -- before we read the changelog.
         await producer.begin_transaction()
         await producer.commit_transaction()
-        await self._restore(task)
-        return task
+        return producer
 
     async def _close_task(self, task: _Task[S], clean: bool) -> None:
         # Bounded: this runs inside a rebalance callback, and a callback that hangs on an
@@ -381,12 +505,22 @@ class StreamEngine(Generic[S]):
             if type(value) is _Encoded:
                 entries.append((key, value.raw, [(k, v or b"") for k, v in value.headers]))
                 continue
-            raw, headers = self.codec.encode(key, value)
+            raw, headers = self._encode_value(task.store, key, value)
             entries.append((key, raw, headers))
         self._snapshot_dir.mkdir(parents=True, exist_ok=True)
         tmp = self._snapshot_path(task.partition).with_suffix(".tmp")
         tmp.write_bytes(msgspec.msgpack.encode(_Snapshot(end, entries)))
         tmp.replace(self._snapshot_path(task.partition))
+
+    def _encode_value(
+        self, store: TaskStore[S], key: str, value: S
+    ) -> tuple[bytes, list[tuple[str, bytes]]]:
+        assert self.codec is not None
+        raw, headers = self.codec.encode(key, value)
+        if self.processor.due is not None:
+            at = store.due_stamp(value)
+            headers = [*headers, (DUE_HEADER, b"" if at is None else repr(at).encode())]
+        return raw, headers
 
     async def _changelog_end(self, tp: TopicPartition) -> int:
         reader = self._reader()
@@ -415,7 +549,6 @@ class StreamEngine(Generic[S]):
             return
         assert self.codec is not None
         started = time.monotonic()
-        store = task.store.committed
         tp = TopicPartition(self.names(self.processor.changelog), task.partition)
         start_offset = 0
         snap_path = self._snapshot_path(task.partition)
@@ -436,7 +569,7 @@ class StreamEngine(Generic[S]):
             end = int((await reader.end_offsets([tp]))[tp])
             begin = int((await reader.beginning_offsets([tp]))[tp])
             if start_offset < begin or start_offset > end:
-                store.clear()  # snapshot older than retained changelog: rebuild from scratch
+                task.store.clear()  # snapshot older than retained changelog: start afresh
                 start_offset = begin
             reader.seek(tp, start_offset)
             position = start_offset
@@ -445,13 +578,14 @@ class StreamEngine(Generic[S]):
                 for record in batch.get(tp, ()):
                     key = record.key.decode() if record.key else ""
                     if record.value is None:
-                        store.pop(key, None)
+                        task.store.forget(key)
                     else:
                         task.store.file_encoded(key, record.value, list(record.headers))
                     count += 1
                 position = await reader.position(tp)
         finally:
             await reader.stop()
+        task.store.restored()
         task.restored = True
         task.changelog_end = end
         metrics.RESTORE_SECONDS.labels(*self._labels).observe(time.monotonic() - started)
@@ -461,7 +595,7 @@ class StreamEngine(Generic[S]):
             stage=self.processor.name,
             partition=task.partition,
             records=count,
-            keys=len(store),
+            keys=len(task.store.committed),
             seconds=round(time.monotonic() - started, 3),
         )
 
@@ -473,6 +607,7 @@ class StreamEngine(Generic[S]):
         self.failure.set()
 
     async def _run(self) -> None:
+        """The poll loop: fetch, hand each task its records, watch lag and the runners."""
         assert self._consumer is not None
         consumer = self._consumer
         try:
@@ -482,14 +617,131 @@ class StreamEngine(Generic[S]):
                     max_records=self.settings.max_batch_records,
                 )
                 if batch:
-                    await self._process(batch)
+                    self._dispatch(consumer, batch)
                 now = time.monotonic()
-                if self.processor.punctuate is not None and now >= self._next_punctuate:
-                    self._next_punctuate = now + self._punctuate_every
-                    await self._punctuate_all()
                 if now >= self._next_lag:
                     self._next_lag = now + 2.0
                     self._record_lag(consumer)
+                if self.failure.is_set():
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fail(exc)
+
+    def _dispatch(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord]]
+    ) -> None:
+        """Queue fetched records on their tasks (no await: nothing interleaves)."""
+        high_water = 2 * self.settings.max_batch_records
+        for tp, records in batch.items():
+            task = self.tasks.get(tp.partition)
+            if task is None or task.closing:
+                # Revoked, dropped or not open yet: never skip records of a partition we
+                # may still own; rewind so they are fetched again (harmless if revoked).
+                with contextlib.suppress(Exception):
+                    consumer.seek(tp, records[0].offset)
+                continue
+            task.pending.extend((tp, r) for r in records)
+            task.wake.set()
+            if not task.paused and len(task.pending) >= high_water:
+                task.paused = True
+                consumer.pause(*self._task_partitions(task.partition))
+
+    def _task_partitions(self, partition: int) -> list[TopicPartition]:
+        return [TopicPartition(t, partition) for t in self._accept]
+
+    def _start_runner(self, task: _Task[S]) -> None:
+        task.next_punctuate = 0.0
+        task.runner = asyncio.create_task(
+            self._task_loop(task), name=f"task:{self.processor.name}:{task.partition}"
+        )
+
+    async def _finish_runner(self, task: _Task[S]) -> None:
+        """Stop a task's loop after the batch in flight (bounded: see _close_task)."""
+        task.closing = True
+        task.wake.set()
+        runner, task.runner = task.runner, None
+        if runner is None or runner is asyncio.current_task():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(runner), _OPEN_TASK_S)
+        except Exception:
+            runner.cancel()
+            with contextlib.suppress(BaseException):
+                await runner
+        task.pending.clear()
+
+    def _positions(self, task: _Task[S]) -> dict[TopicPartition, int]:
+        """The consumer's position of each input partition of the task (the next offset it
+        will hand over: past transaction markers and aborted records it skipped)."""
+        assert self._consumer is not None
+        assignment = self._consumer._subscription.subscription.assignment
+        out = {}
+        for tp in self._task_partitions(task.partition):
+            with contextlib.suppress(Exception):
+                position = assignment.state_value(tp).position
+                if position is not None:
+                    out[tp] = int(position)
+        return out
+
+    async def _commit_idle_position(self, task: _Task[S]) -> None:
+        """Nothing queued: move the committed offsets up to the consumer's position when it
+        is ahead of them. Upstream transactions end with a commit marker the engine never
+        handles, so the last committed offset of an idle partition would stay one short of
+        the log end forever -- a phantom lag for monitoring, autoscalers (KEDA reads the
+        committed offsets) and operators. Everything below the position was handed to this
+        task and handled (the queue is empty), so committing it is exact."""
+        now = time.monotonic()
+        if now < task.next_idle_check or task.closing:
+            return
+        task.next_idle_check = now + _IDLE_CHECK_S
+        assert self._consumer is not None
+        positions = self._positions(task)
+        for tp in positions:
+            if tp not in task.committed:  # first look since the task opened: ask the group
+                with contextlib.suppress(Exception):
+                    task.committed[tp] = int(await self._consumer.committed(tp) or 0)
+        ahead = {tp: pos for tp, pos in positions.items() if pos > task.committed.get(tp, pos)}
+        if ahead and not task.pending:
+            await self._commit(task, [], [], ahead)
+
+    def _task_done(self, task: _Task[S]) -> bool:
+        return task.closing or self._stopping
+
+    async def _task_loop(self, task: _Task[S]) -> None:
+        """One task: take what is queued, handle it, commit; run the timer when it is due."""
+        punctuate = self.processor.punctuate
+        limit = self.settings.max_batch_records
+        try:
+            while not self._task_done(task):
+                if not task.pending:
+                    wait = _IDLE_CHECK_S
+                    if punctuate is not None:
+                        wait = min(wait, max(0.0, task.next_punctuate - time.monotonic()))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(task.wake.wait(), wait)
+                    task.wake.clear()
+                    if self._task_done(task):
+                        break
+                    if not task.pending:
+                        await self._commit_idle_position(task)
+                if task.pending:
+                    items, task.pending = task.pending[:limit], task.pending[limit:]
+                    if task.paused and len(task.pending) < limit:
+                        task.paused = False
+                        assert self._consumer is not None
+                        self._consumer.resume(*self._task_partitions(task.partition))
+                    # Merge co-partitioned inputs by record time (then input order): stable.
+                    items.sort(key=_timestamp)
+                    await self._process_task(task, items)
+                    task.next_idle_check = time.monotonic() + _IDLE_CHECK_S
+                if punctuate is not None and time.monotonic() >= task.next_punctuate:
+                    task.next_punctuate = time.monotonic() + self._punctuate_every
+                    if not task.closing and self.tasks.get(task.partition) is task:
+                        await self._punctuate_task(task)
+                if self.tasks.get(task.partition) is not task:
+                    return  # dropped (fenced): the rebalance decides who owns it now
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -528,24 +780,6 @@ class StreamEngine(Generic[S]):
         for tp in set(self._progress) - seen:
             del self._progress[tp]
 
-    async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        by_task: dict[int, list[tuple[TopicPartition, ConsumerRecord]]] = {}
-        for tp, records in batch.items():
-            by_task.setdefault(tp.partition, []).extend((tp, r) for r in records)
-        async with self._lock:
-            jobs = []
-            for partition, items in by_task.items():
-                task = self.tasks.get(partition)
-                if task is None:
-                    continue  # revoked between fetch and now: the new owner re-reads
-                # Merge co-partitioned inputs by record time (then input order): stable.
-                items.sort(key=lambda item: item[1].timestamp)
-                jobs.append(self._process_task(task, items))
-            results = await asyncio.gather(*jobs, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-
     async def _process_task(
         self, task: _Task[S], items: list[tuple[TopicPartition, ConsumerRecord]]
     ) -> None:
@@ -555,17 +789,17 @@ class StreamEngine(Generic[S]):
         dlq: list[tuple[str, ConsumerRecord, str, str, str | None, str | None]] = []
         handle = self.processor.handle
         service, stage = self._labels
-        counters = self._record_counters
+        counted: dict[str, int] = {}
+        short = self._short_names
         for position, (tp, record) in enumerate(items):
             if position and not position % _YIELD_EVERY:
                 # Let heartbeats, HTTP requests and other tasks run during a long batch.
                 await asyncio.sleep(0)
             offsets[tp] = record.offset + 1
-            topic = self.names.unprefixed(tp.topic)
-            counter = counters.get(topic)
-            if counter is None:
-                counter = counters[topic] = metrics.RECORDS.labels(service, stage, topic)
-            counter.inc()
+            topic = short.get(tp.topic)
+            if topic is None:
+                topic = short[tp.topic] = self.names.unprefixed(tp.topic)
+            counted[topic] = counted.get(topic, 0) + 1
             try:
                 envelope = decode(record.value, record.headers, self._accept[tp.topic])
             except DecodeError as err:
@@ -574,30 +808,40 @@ class StreamEngine(Generic[S]):
             ctx.topic, ctx.offset = topic, record.offset
             ctx.key = record.key.decode(errors="replace") if record.key else None
             mark = len(ctx.emits)
-            with bound(
-                ce_id=envelope.id,
-                tenant=envelope.tenant_id,
-                subject=envelope.subject,
-                topic=topic,
-                partition=tp.partition,
-                offset=record.offset,
-            ):
-                try:
-                    result = handle(envelope, ctx)
-                    if inspect.isawaitable(result):
-                        await result
-                except Rejected as rej:
-                    del ctx.emits[mark:]
-                    task.store.drop_record()
-                    dlq.append((tp.topic, record, rej.reason, rej.message, rej.field, rej.value))
-                    continue
-                except Exception as exc:
-                    del ctx.emits[mark:]
-                    task.store.drop_record()
-                    log.exception("handler failed; record sent to the DLQ", stage=stage)
-                    dlq.append((tp.topic, record, "handler_error", repr(exc)[:300], None, None))
-                    continue
+            token = bind_record(
+                {
+                    "ce_id": envelope.id,
+                    "tenant": envelope.tenant_id,
+                    "subject": envelope.subject,
+                    "topic": topic,
+                    "partition": tp.partition,
+                    "offset": record.offset,
+                }
+            )
+            try:
+                result = handle(envelope, ctx)
+                if result is not None and inspect.isawaitable(result):
+                    await result
+            except Rejected as rej:
+                del ctx.emits[mark:]
+                task.store.drop_record()
+                dlq.append((tp.topic, record, rej.reason, rej.message, rej.field, rej.value))
+                continue
+            except Exception as exc:
+                del ctx.emits[mark:]
+                task.store.drop_record()
+                log.exception("handler failed; record sent to the DLQ", stage=stage)
+                dlq.append((tp.topic, record, "handler_error", repr(exc)[:300], None, None))
+                continue
+            finally:
+                unbind_record(token)
             task.store.keep_record()
+        counters = self._record_counters
+        for topic, n in counted.items():
+            counter = counters.get(topic)
+            if counter is None:
+                counter = counters[topic] = metrics.RECORDS.labels(service, stage, topic)
+            counter.inc(n)
         await self._commit(task, ctx.emits, dlq, offsets)
         metrics.BATCH_SECONDS.labels(service, stage).observe(time.monotonic() - started)
 
@@ -607,10 +851,11 @@ class StreamEngine(Generic[S]):
         emits: list[Emit],
         dlq: list[tuple[str, ConsumerRecord, str, str, str | None, str | None]],
         offsets: dict[TopicPartition, int],
-    ) -> None:
+    ) -> bool:
+        """One transaction for the batch; True if it committed (or there was nothing)."""
         staged = task.store.staged()
         if not emits and not dlq and not offsets and not staged:
-            return
+            return True
         producer = task.producer
         service, stage = self._labels
         try:
@@ -628,7 +873,7 @@ class StreamEngine(Generic[S]):
                     if value is _DELETED:
                         outgoing.append((changelog, key.encode(), None, [], task.partition))
                     else:
-                        raw, headers = self.codec.encode(key, value)
+                        raw, headers = self._encode_value(task.store, key, value)
                         outgoing.append((changelog, key.encode(), raw, headers, task.partition))
             for topic, record, reason, message, fld, val in dlq:
                 d = _dlq_record(topic, record, reason, message, fld, val, service)
@@ -657,7 +902,7 @@ class StreamEngine(Generic[S]):
                 "producer fenced: another instance owns this task now", partition=task.partition
             )
             await self._drop_task(task)
-            return
+            return False
         except Exception as exc:
             metrics.TRANSACTIONS.labels(service, stage, "aborted").inc()
             log.warning(
@@ -666,58 +911,84 @@ class StreamEngine(Generic[S]):
             with contextlib.suppress(Exception):
                 await producer.abort_transaction()
             await self._reset_task(task)
-            return
+            return False
         task.store.apply_batch()
+        task.committed.update(offsets)
         metrics.TRANSACTIONS.labels(service, stage, "committed").inc()
+        emitted: dict[str, int] = {}
         for emit in emits:
-            metrics.EMITTED.labels(service, stage, emit.topic).inc()
+            emitted[emit.topic] = emitted.get(emit.topic, 0) + 1
+        for topic, n in emitted.items():
+            metrics.EMITTED.labels(service, stage, topic).inc(n)
         metrics.STORE_KEYS.labels(service, stage).set(
             sum(len(t.store.committed) for t in self.tasks.values())
         )
+        return True
 
     async def _drop_task(self, task: _Task[S]) -> None:
         task.store.drop_batch()
+        task.pending.clear()
+        task.closing = True
         self.tasks.pop(task.partition, None)
         with contextlib.suppress(Exception):
             await task.producer.stop()
         assert self._consumer is not None
         # Until the rebalance settles, nothing of this partition may be processed here.
-        self._consumer.pause(*(TopicPartition(t, task.partition) for t in self._accept))
+        self._consumer.pause(*self._task_partitions(task.partition))
 
     async def _reset_task(self, task: _Task[S]) -> None:
         """After a failed transaction: fresh producer (fences the old epoch), store rebuilt
         from the changelog, inputs re-read from the committed offsets."""
+        assert self._consumer is not None
+        partitions = self._task_partitions(task.partition)
+        self._consumer.pause(*partitions)  # nothing more is fetched for it meanwhile
         task.store.drop_batch()
         with contextlib.suppress(Exception):
             await task.producer.stop()
-        assert self._consumer is not None
-        partition = task.partition
-        fresh = await self._open_task(partition)
-        self.tasks[partition] = fresh
-        for topic in self._accept:
-            tp = TopicPartition(topic, partition)
-            committed = await self._consumer.committed(tp)
+        task.producer = await self._open_producer(task.partition)
+        task.store = TaskStore(self.codec, self.processor.due)
+        task.restored = False
+        await self._restore(task)
+        positions = {}
+        for tp in partitions:
+            positions[tp] = await self._consumer.committed(tp)
+        # Synchronously: queued records are from beyond the committed offsets.
+        task.pending.clear()
+        for tp, committed in positions.items():
             if committed is None:
                 await self._consumer.seek_to_beginning(tp)
             else:
                 self._consumer.seek(tp, committed)
+        task.paused = False
+        self._consumer.resume(*partitions)
 
-    async def _punctuate_all(self) -> None:
+    async def _punctuate_task(self, task: _Task[S]) -> None:
         punctuate = self.processor.punctuate
         assert punctuate is not None
-        async with self._lock:
-            for task in list(self.tasks.values()):
-                ctx: _Context[S] = _Context(task.partition, task.store, self.clock())
-                try:
-                    result = punctuate(ctx)
-                    if inspect.isawaitable(result):
-                        await result
-                    task.store.keep_record()
-                except Exception:
-                    task.store.drop_batch()
-                    log.exception("punctuator failed", stage=self.processor.name)
-                    continue
-                await self._commit(task, ctx.emits, [], {})
+        store = task.store
+        now = self.clock()
+        ctx: _Context[S] = _Context(task.partition, store, now)
+        taken: list[tuple[str, float]] = []
+        if self.processor.due is not None:
+            taken = store.take_due(now.timestamp())
+            ctx.due_keys = [key for key, _ in taken]
+        try:
+            result = punctuate(ctx)
+            if inspect.isawaitable(result):
+                await result
+            store.keep_record()
+        except Exception:
+            store.drop_batch()
+            store.settle_due(taken, done=False)
+            log.exception("punctuator failed", stage=self.processor.name)
+            return
+        committed = await self._commit(task, ctx.emits, [], {})
+        if task.store is store:  # not rebuilt by a failed commit
+            store.settle_due(taken, done=committed)
+
+
+def _timestamp(item: tuple[TopicPartition, ConsumerRecord]) -> int:
+    return int(item[1].timestamp)
 
 
 async def _send_batched(
@@ -736,11 +1007,12 @@ async def _send_batched(
         if topic not in known:
             await producer.partitions_for(topic)
             known.add(topic)
-        partition = (
-            producer._partition(topic, None, None, None, key, value)
-            if fixed_partition is None
-            else fixed_partition
-        )
+        if fixed_partition is not None:
+            partition = fixed_partition
+        elif key is not None:
+            partition = _partition_of(key, len(producer._metadata.partitions_for_topic(topic)))
+        else:
+            partition = producer._partition(topic, None, None, None, key, value)
         groups.setdefault((topic, partition), []).append((key, value, headers))
     futures: list[asyncio.Future[Any]] = []
     for (topic, partition), records in groups.items():
@@ -754,6 +1026,13 @@ async def _send_batched(
         if batch.record_count():
             futures.append(await producer.send_batch(batch, topic, partition=partition))
     return futures
+
+
+@functools.lru_cache(maxsize=65_536)
+def _partition_of(key: bytes, partitions: int) -> int:
+    """The Java client's default partition of a key (murmur2, as aiokafka computes it), cached:
+    aiokafka's murmur2 is pure Python, and the same keys (shipment ids) come back often."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def _encode(envelope: Envelope[Any]) -> tuple[bytes, list[tuple[str, bytes]]]:

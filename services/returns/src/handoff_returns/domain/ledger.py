@@ -359,14 +359,17 @@ def completion_due(record: ShipmentRecord) -> bool:
     )
 
 
+def expiry_at(record: ShipmentRecord) -> datetime | None:
+    """When the return label runs out, while it is unused (None: nothing to expire)."""
+    if record.link is None or record.link.outcome != "awaiting" or record.shipped_at is not None:
+        return None
+    return record.link.label_valid_until
+
+
 def expiry_due(record: ShipmentRecord, now: datetime) -> bool:
     """The label ran out before any carrier scan of the reverse shipment."""
-    return (
-        record.link is not None
-        and record.link.outcome == "awaiting"
-        and record.shipped_at is None
-        and now >= record.link.label_valid_until
-    )
+    at = expiry_at(record)
+    return at is not None and now >= at
 
 
 def with_outcome(record: ShipmentRecord, outcome: Literal["received", "expired"]) -> ShipmentRecord:

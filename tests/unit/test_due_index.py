@@ -1,0 +1,122 @@
+"""The engine's due index (TaskStore): the timer is handed only values that are due, the
+index follows every committed write, and a restore rebuilds it from the changelog header
+without decoding values."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+from handoff_events.stream.engine import DUE_HEADER, TaskStore, _Context
+
+T0 = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
+
+
+class Parcel(msgspec.Struct, frozen=True):
+    name: str
+    due: datetime | None
+
+
+class CountingCodec:
+    def __init__(self) -> None:
+        self.decoded = 0
+
+    def encode(self, key: str, value: Parcel) -> tuple[bytes, list[tuple[str, bytes]]]:
+        return msgspec.msgpack.encode(value), []
+
+    def decode(self, value: bytes, headers: Sequence[tuple[str, bytes | None]]) -> Parcel:
+        self.decoded += 1
+        return msgspec.msgpack.decode(value, type=Parcel)
+
+
+def due_of(parcel: Parcel) -> datetime | None:
+    return parcel.due
+
+
+def _store(codec: CountingCodec | None = None) -> TaskStore[Parcel]:
+    return TaskStore(codec or CountingCodec(), due_of)
+
+
+def _commit(store: TaskStore[Parcel], *parcels: Parcel) -> None:
+    for parcel in parcels:
+        store.put(parcel.name, parcel)
+        store.keep_record()
+    store.apply_batch()
+
+
+def test_only_due_keys_are_taken_in_due_order() -> None:
+    store = _store()
+    _commit(
+        store,
+        Parcel("late", T0 + timedelta(hours=2)),
+        Parcel("never", None),
+        Parcel("early", T0 + timedelta(hours=1)),
+    )
+    assert store.take_due(T0.timestamp()) == []
+    taken = store.take_due((T0 + timedelta(hours=3)).timestamp())
+    assert [key for key, _ in taken] == ["early", "late"]
+
+
+def test_handled_keys_leave_the_index_and_failed_ticks_keep_them() -> None:
+    store = _store()
+    _commit(store, Parcel("a", T0), Parcel("b", T0))
+    now = (T0 + timedelta(minutes=1)).timestamp()
+    taken = store.take_due(now)
+    store.settle_due(taken, done=False)  # the tick failed: still due next time
+    again = store.take_due(now)
+    assert sorted(key for key, _ in again) == ["a", "b"]
+    store.settle_due(again, done=True)
+    assert store.take_due(now + 3600) == []
+    assert store.due_at == {}
+
+
+def test_a_key_rewritten_during_the_tick_keeps_its_new_due_time() -> None:
+    store = _store()
+    _commit(store, Parcel("a", T0))
+    taken = store.take_due(T0.timestamp())
+    _commit(store, Parcel("a", T0 + timedelta(hours=5)))  # the timer moved it on
+    store.settle_due(taken, done=True)
+    assert store.due_at == {"a": (T0 + timedelta(hours=5)).timestamp()}
+    assert [k for k, _ in store.take_due((T0 + timedelta(hours=5)).timestamp())] == ["a"]
+
+
+def test_deleting_or_clearing_the_due_time_removes_the_key() -> None:
+    store = _store()
+    _commit(store, Parcel("a", T0), Parcel("b", T0))
+    store.delete("a")
+    store.keep_record()
+    _commit(store, Parcel("b", None))
+    assert store.take_due(T0.timestamp() + 1) == []
+
+
+def test_restore_reads_the_header_and_decodes_nothing() -> None:
+    codec = CountingCodec()
+    store = _store(codec)
+    raw = msgspec.msgpack.encode(Parcel("a", T0))
+    store.file_encoded("a", raw, [(DUE_HEADER, repr(T0.timestamp()).encode())])
+    store.file_encoded("b", msgspec.msgpack.encode(Parcel("b", None)), [(DUE_HEADER, b"")])
+    store.file_encoded("gone", raw, [(DUE_HEADER, repr(T0.timestamp()).encode())])
+    store.forget("gone")
+    store.restored()
+    assert codec.decoded == 0
+    ctx: _Context[Parcel] = _Context(0, store, T0)
+    ctx.due_keys = [key for key, _ in store.take_due(T0.timestamp())]
+    assert [key for key, _ in ctx.due()] == ["a"]
+    assert codec.decoded == 1  # only the due value, when the timer reads it
+
+
+def test_restore_without_the_header_decodes_to_find_the_due_time() -> None:
+    codec = CountingCodec()
+    store = _store(codec)
+    store.file_encoded("a", msgspec.msgpack.encode(Parcel("a", T0)), [])
+    store.restored()
+    assert codec.decoded == 1
+    assert [k for k, _ in store.take_due(T0.timestamp())] == ["a"]
+
+
+def test_without_a_due_function_the_timer_sees_every_value() -> None:
+    store: TaskStore[Parcel] = TaskStore(CountingCodec())
+    _commit(store, Parcel("a", None), Parcel("b", T0))
+    ctx: _Context[Parcel] = _Context(0, store, T0)
+    assert sorted(key for key, _ in ctx.due()) == ["a", "b"]
