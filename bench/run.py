@@ -74,7 +74,9 @@ class Bench:
 
     @property
     def work(self) -> Path:
-        path = RUN_DIR / "work"
+        """Scratch files of this run's processes (state directories, config files): one per
+        broker port, so two runs on different ports never wipe each other's."""
+        path = RUN_DIR / f"work-{self.broker.node.client_port}"
         path.mkdir(parents=True, exist_ok=True)
         return path
 

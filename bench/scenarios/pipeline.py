@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -31,6 +34,7 @@ from handoff_events.ids import event_id, shipment_id
 
 from bench.common import (
     PARTITIONS,
+    RUN_DIR,
     Row,
     Worker,
     at_least,
@@ -57,6 +61,7 @@ SERVICES = {
     "carrier_allocation": 28183,
     "tracking": 28185,
 }
+TENDER_HTTP_PORT = 28187
 ALLOCATED = CarrierAllocated.ce_type.encode()
 ORIGIN = "WH-BER-1"
 
@@ -159,18 +164,64 @@ daily_limit = 100000000
 """
 
 
-async def start_services(bench: Bench, prefix: str) -> list[Worker]:
-    capacity = bench.work / "capacity.toml"
+def work_dir(bench: Bench) -> Path:
+    """This run's own directory: `bench.work` is shared by every bench process on the
+    machine and wiped when one starts, which deleted the capacity file under a running
+    pipeline (carrier_allocation then exits: "capacity.toml: file not found")."""
+    path = RUN_DIR / f"pipeline-{bench.stamp}-{os.getpid()}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# Every carrier takes tenders from the topic in the pipeline scenario. The sample
+# tendering.toml sends velo's over HTTP to port 8093, where nothing listens in the bench:
+# allocation's relay declined every velo tender as `carrier_unreachable` after its retries,
+# racing the simulator's topic answer (shipments were re-tendered at random), and the
+# failing POSTs took ~40% of allocation's CPU. BENCH_PIPELINE_VELO_HTTP=1 routes velo over
+# HTTP to the simulator's HTTP face instead, as the sample file does: that measures the
+# relay too (~5-8 ms of CPU per velo tender in httpx on this class of machine).
+VELO_HTTP = os.environ.get("BENCH_PIPELINE_VELO_HTTP") == "1"
+TENDERING = "# bench: every carrier answers on the topic\n" + "".join(
+    f'[carriers.{c}]\ntender_via = "topic"\n' for c in ("nordpost", "swift", "gigly", "velo")
+)
+TENDERING_VELO_HTTP = f"""# bench: velo answers over HTTP from the tender simulator
+[carriers.nordpost]
+tender_via = "topic"
+[carriers.swift]
+tender_via = "topic"
+[carriers.gigly]
+tender_via = "topic"
+[carriers.velo]
+tender_via = "http"
+tender_url = "http://127.0.0.1:{TENDER_HTTP_PORT}/tenders"
+timeout_s = 2.0
+retries = 2
+"""
+
+
+async def start_services(bench: Bench, prefix: str, work: Path) -> list[Worker]:
+    capacity = work / "capacity.toml"
     capacity.write_text(CAPACITY)
+    tendering = work / "tendering.toml"
+    tendering.write_text(TENDERING_VELO_HTTP if VELO_HTTP else TENDERING)
     workers = []
+    # BENCH_PIPELINE_LOG_LEVEL=INFO to see the services' decisions in logs/ (costs CPU).
+    level = os.environ.get("BENCH_PIPELINE_LOG_LEVEL")
     for service, port in SERVICES.items():
-        env = service_env(bench.bootstrap, prefix, bench.work / f"pipe-{service}", port)
+        env = service_env(bench.bootstrap, prefix, work / f"pipe-{service}", port)
         env["HANDOFF_CAPACITY_FILE"] = str(capacity)
+        env["HANDOFF_TENDERING_FILE"] = str(tendering)
+        if level:
+            env["HANDOFF_LOG_LEVEL"] = level
         argv = [sys.executable, "-m", f"handoff_{service}"]
         workers.append(spawn(f"pipeline-{service}", argv, bench.logs, env))
     carriers = [arg for c in ("nordpost", "swift", "velo", "gigly")
                 for arg in ("--carrier", f"{c}:accept=1,silent=0,delay=0")]  # fmt: skip
-    env = service_env(bench.bootstrap, prefix, bench.work / "pipe-sim", 28186)
+    env = service_env(bench.bootstrap, prefix, work / "pipe-sim", 28186)
+    if level:
+        env["HANDOFF_LOG_LEVEL"] = level
+    if VELO_HTTP:  # one answer per tender: velo's from the HTTP face only
+        carriers += ["--http-port", str(TENDER_HTTP_PORT), "--http-only", "velo"]
     workers.append(spawn("pipeline-tender-responder",
                          [sys.executable, "-m", "handoff_sim.tender_responder", *carriers],
                          bench.logs, env))  # fmt: skip
@@ -198,8 +249,9 @@ async def start_services(bench: Bench, prefix: str) -> list[Worker]:
 async def run(bench: Bench) -> list[Row]:
     prefix = f"pipe{bench.stamp}."
     await provision_catalogue(bench.bootstrap, prefix)
+    work = work_dir(bench)
     try:
-        workers = await start_services(bench, prefix)
+        workers = await start_services(bench, prefix, work)
     except RuntimeError as exc:
         reason = str(exc)[:150]
         return [
@@ -234,6 +286,7 @@ async def run(bench: Bench) -> list[Row]:
     finally:
         await probe.stop()
         stop_workers(workers)
+        shutil.rmtree(work, ignore_errors=True)
     # If not every order was allocated before the drain deadline, the rate over those
     # that were is a lower bound; the note says so.
     rate = len(done) / (max(done) - began) if done else None

@@ -120,3 +120,45 @@ def test_cli_carrier_specs():
         parse_carrier("gigly:accept=2")
     with pytest.raises(argparse.ArgumentTypeError):
         parse_carrier("gigly:speed=1")
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, object]] = []
+
+    async def publish(self, topic: str, key: str, envelope: object) -> None:
+        self.sent.append((topic, key, envelope))
+
+
+async def test_topic_face_leaves_http_only_carriers_to_the_relay():
+    from handoff_events.envelope import new_envelope
+    from handoff_events.runtime.settings import ServiceSettings
+    from handoff_sim.tender_responder import TopicResponder
+
+    config = ResponderConfig(
+        carriers={"velo": CarrierBehaviour(accept=1.0), "swift": CarrierBehaviour(accept=1.0)},
+        http_only=frozenset({"velo"}),
+    )
+    responder = TopicResponder(ServiceSettings(), config, clock=lambda: NOW)
+    publisher = RecordingPublisher()
+    responder._publisher = publisher  # type: ignore[assignment]
+    for n, carrier in enumerate(("velo", "swift")):
+        env = new_envelope(
+            tender(carrier, n), source="test", tenant_id="acme", id=f"evt_{n}", time=NOW
+        )
+        await responder._answer(env)
+    assert [key for _, key, _ in publisher.sent] == ["shp_1"]  # swift's tender only
+    assert responder.stats.accepted == 1
+
+
+def test_cli_http_only_flag(monkeypatch):
+    from handoff_sim import tender_responder
+
+    seen: list[ResponderConfig] = []
+
+    async def fake_run(settings, config, **_):
+        seen.append(config)
+
+    monkeypatch.setattr(tender_responder, "run_tender_responder", fake_run)
+    tender_responder.main(["--carrier", "velo", "--http-only", "velo", "--http-port", "1"])
+    assert seen[0].http_only == frozenset({"velo"}) and seen[0].http_port == 1

@@ -97,6 +97,10 @@ class ResponderConfig:
     http_host: str = "127.0.0.1"
     http_silent_hang_s: float = 30.0
     group: str = "handoff.sim.tender-responder"
+    http_only: frozenset[str] = frozenset()
+    """Carriers integrated by HTTP (allocation's tendering.toml says `tender_via = "http"`):
+    the topic face leaves their tenders alone, so each tender gets one answer, from the
+    HTTP face through allocation's relay, as with a real carrier."""
 
 
 # ---- pure behaviour -----------------------------------------------------------------------
@@ -252,6 +256,8 @@ class TopicResponder:
             return
         if not isinstance(data, TenderRequested) or data.carrier not in self.config.carriers:
             return
+        if data.carrier in self.config.http_only:
+            return  # answered over HTTP (allocation's relay POSTs it to the HTTP face)
         if self.clock() >= data.respond_by:
             self.stats.expired += 1
             return
@@ -396,6 +402,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--http-port", type=int, default=None, help="also serve POST /tenders")
     parser.add_argument("--http-host", default="127.0.0.1")
     parser.add_argument("--no-topic", action="store_true", help="do not consume the tenders topic")
+    parser.add_argument(
+        "--http-only",
+        action="append",
+        default=[],
+        metavar="CODE",
+        help="a carrier answered only over HTTP, not from the topic (repeatable)",
+    )
     args = parser.parse_args(argv)
     carriers = dict(args.carrier) if args.carrier else dict(DEFAULT_CARRIERS)
     config = ResponderConfig(
@@ -404,6 +417,7 @@ def main(argv: list[str] | None = None) -> None:
         topic=not args.no_topic,
         http_port=args.http_port,
         http_host=args.http_host,
+        http_only=frozenset(args.http_only),
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_tender_responder(ServiceSettings(), config))

@@ -62,7 +62,13 @@ def build_app(
             on_start.append(follower.start)
             on_stop.append(follower.stop)
     if settings.http_tenders and cfg.tendering.http:
-        relay = HttpTenderRelay(settings, cfg.tendering, client=http_client, clock=clock)
+        relay = HttpTenderRelay(
+            settings,
+            cfg.tendering,
+            client=http_client,
+            clock=clock,
+            max_in_flight=settings.http_tender_concurrency,
+        )
         on_start.append(relay.start)
         on_stop.insert(0, relay.stop)
     shipments = ShipmentsStage(

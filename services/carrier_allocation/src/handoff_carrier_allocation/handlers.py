@@ -13,10 +13,11 @@ emits identical ids.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from handoff_events import topics
 from handoff_events.contracts import (
     AllocationFailed,
@@ -45,7 +46,13 @@ from handoff_events.stream.api import Context, MsgpackCodec, StatefulProcessor
 from handoff_carrier_allocation.adapters.config import CapacityLimits, PolicyBook
 from handoff_carrier_allocation.domain import allocation as fold
 from handoff_carrier_allocation.domain.allocation import Rules, ShipmentAllocation, Step
-from handoff_carrier_allocation.domain.capacity import BucketState, release, reserve
+from handoff_carrier_allocation.domain.capacity import (
+    BucketState,
+    Slot,
+    release,
+    reserve,
+    slot_key,
+)
 from handoff_carrier_allocation.domain.policy import Scorecard
 
 SERVICE = "carrier_allocation"
@@ -174,21 +181,57 @@ class ShipmentsStage:
         )
 
 
+BucketEntry = BucketState | Slot
+"""A "buckets" store value: a bucket's counter (key `<bucket>`) or one holder's slot
+(key `<bucket>#<shipment id>`), see `domain.capacity`."""
+_KIND = "handoff_store_kind"
+
+
+class BucketCodec:
+    """MessagePack of either store value; a header tells a slot from a counter (records
+    without it are counters, which is also how the first layout wrote them)."""
+
+    def __init__(self) -> None:
+        self._enc = msgspec.msgpack.Encoder()
+        self._bucket = msgspec.msgpack.Decoder(BucketState)
+        self._slot = msgspec.msgpack.Decoder(Slot)
+
+    def encode(self, key: str, value: BucketEntry) -> tuple[bytes, list[tuple[str, bytes]]]:
+        if isinstance(value, Slot):
+            return self._enc.encode(value), [(_KIND, b"slot")]
+        return self._enc.encode(value), []
+
+    def decode(self, value: bytes, headers: Sequence[tuple[str, bytes | None]]) -> BucketEntry:
+        for name, kind in headers:
+            if name == _KIND and kind == b"slot":
+                return self._slot.decode(value)
+        return self._bucket.decode(value)
+
+
 @dataclass
 class BucketsStage:
-    """The "buckets" stage: one owner per capacity bucket decides every request for it."""
+    """The "buckets" stage: one owner per capacity bucket decides every request for it.
+
+    Each request reads and writes two small entries (the bucket's counter and the
+    shipment's slot), whatever the number of holders."""
 
     limits: CapacityLimits
 
-    def handle(self, env: Envelope[Event], ctx: Context[BucketState]) -> None:
+    def handle(self, env: Envelope[Event], ctx: Context[BucketEntry]) -> None:
         data = env.data
+        if not isinstance(data, CapacityReservationRequested | CapacityReleaseRequested):
+            return
         now = ctx.now
+        key = data.bucket.key
+        held = slot_key(data.bucket, data.shipment_id)
+        found = ctx.store.get(key)
+        state = found if isinstance(found, BucketState) else None
+        found_slot = ctx.store.get(held)
+        slot = found_slot if isinstance(found_slot, Slot) else None
+        limit = self.limits.limit_for(data.bucket)
         out: Event
         if isinstance(data, CapacityReservationRequested):
-            key = data.bucket.key
-            state = ctx.store.get(key)
-            limit = self.limits.limit_for(data.bucket)
-            decision = reserve(state, data.bucket, limit, data.shipment_id, data.request_id)
+            decision = reserve(state, slot, data.bucket, limit, data.shipment_id, data.request_id)
             if decision.granted:
                 out = CapacityReserved(
                     request_id=data.request_id,
@@ -205,12 +248,9 @@ class BucketsStage:
                     refused_at=now,
                     reason=decision.reason or "bucket_full",
                 )
-            new_state = decision.state
-        elif isinstance(data, CapacityReleaseRequested):
-            key = data.bucket.key
-            state = ctx.store.get(key)
-            limit = self.limits.limit_for(data.bucket)
-            released = release(state, data.bucket, limit, data.shipment_id, data.request_id)
+            new_state, new_slot = decision.state, decision.slot
+        else:
+            released = release(state, slot, data.bucket, limit, data.shipment_id, data.request_id)
             out = CapacityReleased(
                 request_id=data.request_id,
                 shipment_id=data.shipment_id,
@@ -218,19 +258,22 @@ class BucketsStage:
                 released_at=now,
                 remaining=released.state.remaining,
             )
-            new_state = released.state
-        else:
-            return
+            new_state, new_slot = released.state, released.slot
         if new_state != state:
             ctx.store.put(key, new_state)
+        if new_slot != slot:
+            if new_slot is None:
+                ctx.store.delete(held)
+            else:
+                ctx.store.put(held, new_slot)
         emit_all(ctx, [out], env.tenant_id, env.id)
 
-    def processor(self) -> StatefulProcessor[BucketState]:
+    def processor(self) -> StatefulProcessor[BucketEntry]:
         return StatefulProcessor(
             service=SERVICE,
             stage="buckets",
             inputs=[topics.CAPACITY_REQUESTS],
             changelog=BUCKETS_CHANGELOG,
-            codec=MsgpackCodec(BucketState),
+            codec=BucketCodec(),
             handle=self.handle,
         )

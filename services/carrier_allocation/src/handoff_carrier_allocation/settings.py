@@ -22,6 +22,8 @@ class AllocationSettings(ServiceSettings):
     """How long start-up waits for the KPI table before ranking with what it has."""
     http_tenders: bool = True
     """Run the HTTP tender relay for carriers configured with tender_via = "http"."""
+    http_tender_concurrency: int = 16
+    """Most tenders the relay POSTs at once (and connections it keeps alive)."""
 
     def allocation_file(self, explicit: Path | None, name: str) -> Path:
         return explicit if explicit is not None else self.config_dir / "allocation" / name

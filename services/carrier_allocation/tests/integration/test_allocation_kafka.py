@@ -119,7 +119,15 @@ async def test_two_instances_never_overbook_a_carrier(kafka_bootstrap, unique_na
                 for store in app.engines[1].stores.values()
                 if HOT_BUCKET in store
             ]
-            assert len(holders) == 1 and len(holders[0].reserved) == 50
+            assert len(holders) == 1 and holders[0].held == 50
+            slots = [
+                key
+                for app in apps
+                for store in app.engines[1].stores.values()
+                for key in store
+                if key.startswith(HOT_BUCKET + "#")
+            ]
+            assert len(slots) == 50
         finally:
             await asyncio.gather(*(app.stop() for app in apps))
     assert len(outcomes.allocated_to("hot")) == 50

@@ -91,3 +91,46 @@ async def test_transport_errors_and_5xx_are_retried_within_the_budget():
     reply = await ask(client)
     assert isinstance(reply, TenderDeclined)
     assert reply.reason.startswith("carrier_unreachable") and len(calls) == 3
+
+
+async def test_relay_bounds_the_posts_in_flight():
+    import asyncio
+
+    from handoff_carrier_allocation.adapters.config import TenderRoutes
+    from handoff_carrier_allocation.adapters.http_tenders import HttpTenderRelay
+    from handoff_carrier_allocation.settings import AllocationSettings
+    from handoff_events.envelope import new_envelope
+
+    open_now = peak = 0
+
+    async def carrier(request: httpx.Request) -> httpx.Response:
+        nonlocal open_now, peak
+        open_now += 1
+        peak = max(peak, open_now)
+        await asyncio.sleep(0.01)
+        open_now -= 1
+        body = {"accepted": True, "tracking_number": "VL12345678", "label_ref": "lbl_1"}
+        return httpx.Response(200, json=body)
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(carrier))
+    relay = HttpTenderRelay(
+        AllocationSettings(),
+        TenderRoutes(http={"velo": ROUTE}),
+        client=client,
+        clock=lambda: NOW,
+        max_in_flight=4,
+    )
+    tenders = [
+        new_envelope(
+            msgspec.structs.replace(TENDER, tender_id=f"tnd_{n}", shipment_id=f"shp_{n}"),
+            source="test",
+            tenant_id="acme",
+            id=f"evt_{n}",
+        )
+        for n in range(40)
+    ]
+    answers = await asyncio.gather(*(relay._ask(env) for env in tenders))
+    await client.aclose()
+    assert peak == 4
+    assert all(a is not None and isinstance(a[2].data, TenderAccepted) for a in answers)
+    assert [a[1] for a in answers if a] == [f"shp_{n}" for n in range(40)]

@@ -13,6 +13,7 @@ from handoff_carrier_allocation.handlers import BucketsStage, ShipmentsStage
 from handoff_events import topics
 from handoff_events.contracts import (
     CapacityRefused,
+    CapacityReleaseRequested,
     CapacityReservationRequested,
     CapacityReserved,
     TenderRequested,
@@ -136,4 +137,17 @@ def test_buckets_stage_grants_until_full_and_answers_by_shipment():
         (topics.CAPACITY, "shp_1", "CapacityReserved"),
         (topics.CAPACITY, "shp_2", "CapacityRefused"),
     ]
-    assert set(ctx.store[req.bucket.key].reserved) == {"shp_1"}
+    assert ctx.store[req.bucket.key].held == 1
+    assert set(ctx.store) == {req.bucket.key, f"{req.bucket.key}#shp_1"}
+    release = CapacityReleaseRequested(
+        request_id=req.request_id,
+        shipment_id="shp_1",
+        bucket=req.bucket,
+        requested_at=NOW,
+        reason="declined",
+    )
+    stage.handle(env(release, "r3"), ctx)  # type: ignore[arg-type]
+    assert ctx.emits[-1].envelope.data.remaining == 1
+    assert set(ctx.store) == {req.bucket.key} and ctx.store[req.bucket.key].held == 0
+    stage.handle(env(other, "r4"), ctx)  # type: ignore[arg-type]
+    assert type(ctx.emits[-1].envelope.data).__name__ == "CapacityReserved"

@@ -284,6 +284,8 @@ class _Task(Generic[S]):
     paused: bool = False
     next_punctuate: float = 0.0
     next_idle_check: float = 0.0
+    opening: bool = True
+    """Counted in the engine's `_restoring` until its first open ends."""
     committed: dict[TopicPartition, int] = field(default_factory=dict)
     """Input offsets this task has committed (to skip idle commits that change nothing)."""
 
@@ -426,29 +428,19 @@ class StreamEngine(Generic[S]):
         async with self._lock:
             new = [p for p in partitions if p not in self.tasks]
             self._consumer.resume(*(tp for tp in assigned if tp.partition in self.tasks))
+            # Each new task opens and restores in its own runner, side by side and outside
+            # this callback: a callback that takes longer than the session timeout (12
+            # producers and restores in a row did) gets the member evicted, and the
+            # group rebalances again, forever. Partitions stay paused until then.
             self._restoring += len(new)
-            consumer = self._consumer
-
-            async def open_one(p: int) -> None:
-                # A task that cannot be opened in time (unreachable transaction
-                # coordinator, stuck restore) fails the stage loudly: a restart is a
-                # recovery, a silently idle member is not.
-                task = await asyncio.wait_for(self._open_task(p), _OPEN_TASK_S)
+            for p in new:
+                task: _Task[S] = _Task(
+                    partition=p,
+                    producer=self._new_producer(p),
+                    store=TaskStore(self.codec, self.processor.due),
+                )
                 self.tasks[p] = task
                 self._start_runner(task)
-                consumer.resume(*self._task_partitions(p))
-                self._restoring -= 1
-
-            try:
-                # All at once: producer set-up and changelog reads are round trips to the
-                # broker, so restoring partitions side by side overlaps their waits.
-                results = await asyncio.gather(*(open_one(p) for p in new), return_exceptions=True)
-                for result in results:
-                    if isinstance(result, BaseException):
-                        raise result
-            except BaseException as exc:
-                self._fail(exc)
-                raise
             self._joined = True
             metrics.ASSIGNED.labels(*self._labels).set(len(self.tasks))
         log.info("assigned", stage=self.processor.name, partitions=partitions)
@@ -463,16 +455,18 @@ class StreamEngine(Generic[S]):
                         "others: inputs are not co-partitioned (partition counts differ?)"
                     )
 
-    async def _open_task(self, partition: int) -> _Task[S]:
-        producer = await self._open_producer(partition)
-        task: _Task[S] = _Task(
-            partition=partition, producer=producer, store=TaskStore(self.codec, self.processor.due)
-        )
+    async def _prepare(self, task: _Task[S]) -> None:
+        """Open a new task: its producer (fencing the previous owner), then its restore."""
+        await self._start_producer(task.producer)
         await self._restore(task)
-        return task
 
     async def _open_producer(self, partition: int) -> AIOKafkaProducer:
-        producer = AIOKafkaProducer(
+        producer = self._new_producer(partition)
+        await self._start_producer(producer)
+        return producer
+
+    def _new_producer(self, partition: int) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
             transactional_id=f"{self.group_id}.{partition}",
             enable_idempotence=True,
@@ -484,13 +478,14 @@ class StreamEngine(Generic[S]):
             client_id=f"{self.group_id}.{partition}",
             **self.settings.kafka_security(),
         )
+
+    async def _start_producer(self, producer: AIOKafkaProducer) -> None:
         await producer.start()
         # Begin+commit an empty transaction: this waits for the producer id, which
         # is the moment the previous owner of this transactional id is fenced and
         # its open transaction aborted -- before we read the changelog.
         await producer.begin_transaction()
         await producer.commit_transaction()
-        return producer
 
     async def _close_task(self, task: _Task[S], clean: bool) -> None:
         # Bounded: this runs inside a rebalance callback, and a callback that hangs on an
@@ -648,7 +643,7 @@ class StreamEngine(Generic[S]):
         high_water = 2 * self.settings.max_batch_records
         for tp, records in batch.items():
             task = self.tasks.get(tp.partition)
-            if task is None or task.closing:
+            if task is None or task.closing or not task.restored:
                 # Revoked, dropped or not open yet: never skip records of a partition we
                 # may still own; rewind so they are fetched again (harmless if revoked).
                 with contextlib.suppress(Exception):
@@ -675,6 +670,13 @@ class StreamEngine(Generic[S]):
         task.wake.set()
         runner, task.runner = task.runner, None
         if runner is None or runner is asyncio.current_task():
+            return
+        if not task.restored:  # still opening: nothing in flight to wait for
+            runner.cancel()
+            with contextlib.suppress(BaseException):
+                await runner
+            self._opened(task)  # (if it was cancelled before it even started)
+            task.pending.clear()
             return
         try:
             await asyncio.wait_for(asyncio.shield(runner), _OPEN_TASK_S)
@@ -718,6 +720,12 @@ class StreamEngine(Generic[S]):
         if ahead and not task.pending:
             await self._commit(task, [], [], ahead)
 
+    def _opened(self, task: _Task[S]) -> None:
+        """The task is no longer opening (restored, failed or cancelled): readiness count."""
+        if task.opening:
+            task.opening = False
+            self._restoring -= 1
+
     def _task_done(self, task: _Task[S]) -> bool:
         return task.closing or self._stopping
 
@@ -726,6 +734,18 @@ class StreamEngine(Generic[S]):
         punctuate = self.processor.punctuate
         limit = self.settings.max_batch_records
         try:
+            if not task.restored:
+                try:
+                    # A task that cannot be opened in time (unreachable transaction
+                    # coordinator, stuck restore) fails the stage loudly: a restart is a
+                    # recovery, a silently idle member is not.
+                    await asyncio.wait_for(self._prepare(task), _OPEN_TASK_S)
+                finally:
+                    self._opened(task)
+                if self._task_done(task):
+                    return
+                assert self._consumer is not None
+                self._consumer.resume(*self._task_partitions(task.partition))
             while not self._task_done(task):
                 if not task.pending:
                     wait = _IDLE_CHECK_S
