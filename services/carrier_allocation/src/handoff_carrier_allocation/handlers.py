@@ -159,9 +159,10 @@ class ShipmentsStage:
         emit_all(ctx, step.events, step.state.tenant_id or env.tenant_id, env.id)
 
     def punctuate(self, ctx: Context[ShipmentAllocation]) -> None:
-        """Tender deadlines. Scans the task's store: O(shipments held) per tick."""
+        """Tender deadlines: only the shipments whose deadline has come are handed over
+        (the engine's due index, `fold.deadline`), never the whole store."""
         now = ctx.now
-        waiting = [s for _, s in ctx.store.items() if s.phase == "tendering"]
+        waiting = [s for _, s in ctx.due() if s.phase == "tendering"]
         for state in fold.due(waiting, now):
             tender = state.tender_id
             step = fold.on_deadline(state, now)
@@ -178,6 +179,7 @@ class ShipmentsStage:
             handle=self.handle,
             punctuate=self.punctuate,
             punctuate_every_s=min(1.0, max(self.rules.tender_timeout.total_seconds() / 4, 0.1)),
+            due=fold.deadline,
         )
 
 

@@ -45,6 +45,10 @@ class FakeContext:
     def emit(self, topic: str, key: str, envelope: Envelope[Any]) -> None:
         self.emits.append(Emit(topic, key, envelope))
 
+    def due(self) -> list[tuple[str, Any]]:
+        """Every stored value (a superset of what the engine's due index hands over)."""
+        return list(self.store.items())
+
 
 STAGE = ShipmentsStage(
     policies=PolicyBook(

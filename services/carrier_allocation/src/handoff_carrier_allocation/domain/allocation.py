@@ -670,6 +670,11 @@ def on_shipment_cancelled(
     return Step(msgspec.structs.replace(current, phase="cancelled"))
 
 
+def deadline(state: ShipmentAllocation) -> datetime | None:
+    """When the timer must look at this shipment: its tender's deadline while tendering."""
+    return state.respond_by if state.phase == "tendering" else None
+
+
 def due(states: Sequence[ShipmentAllocation], now: datetime) -> list[ShipmentAllocation]:
     """Shipments whose tender deadline has passed (the timer's work list), in shipment-id order."""
     return sorted(
