@@ -280,6 +280,10 @@ async def test_timer_gets_only_due_values_and_the_index_survives_a_restart(
     await engine.start()
     try:
         await until(lambda: sum(len(b) for b in seen) == 2, 60, what="s2, s3 fired after restart")
+        # The tick's writes are visible once its transaction committed.
+        await until(
+            lambda: sum(v.fired for s in engine.stores.values() for v in s.values()) == 4, 60
+        )
         fired = {
             key: value.fired for store in engine.stores.values() for key, value in store.items()
         }

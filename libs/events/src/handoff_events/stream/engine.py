@@ -408,14 +408,16 @@ class StreamEngine(Generic[S]):
 
     # ---- rebalance -------------------------------------------------------------------
     async def _on_revoked(self, revoked: list[TopicPartition]) -> None:
+        async def close(task: _Task[S]) -> None:
+            # The batch in flight commits (the generation is still valid here); what is
+            # only queued is dropped: the next owner reads it again.
+            await self._finish_runner(task)
+            await self._close_task(task, clean=True)
+
         async with self._lock:
-            for p in sorted({tp.partition for tp in revoked}):
-                task = self.tasks.pop(p, None)
-                if task is not None:
-                    # The batch in flight commits (the generation is still valid here);
-                    # what is only queued is dropped: the next owner reads it again.
-                    await self._finish_runner(task)
-                    await self._close_task(task, clean=True)
+            leaving = [self.tasks.pop(p, None) for p in sorted({tp.partition for tp in revoked})]
+            # Side by side: the group waits for this callback (see _on_assigned).
+            await asyncio.gather(*(close(t) for t in leaving if t is not None))
             metrics.ASSIGNED.labels(*self._labels).set(len(self.tasks))
 
     async def _on_assigned(self, assigned: list[TopicPartition]) -> None:
