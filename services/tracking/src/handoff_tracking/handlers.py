@@ -14,7 +14,9 @@ same ids.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 from handoff_events import topics
@@ -35,7 +37,7 @@ from handoff_events.stream.api import Context, MsgpackCodec, Rejected, StatefulP
 from handoff_tracking import metrics
 from handoff_tracking.adapters.state_codec import SOURCE, ShipmentStateCodec
 from handoff_tracking.domain import kpis
-from handoff_tracking.domain.exceptions import ExceptionPolicy, detect
+from handoff_tracking.domain.exceptions import ExceptionPolicy, detect, next_check
 from handoff_tracking.domain.fold import (
     FOLD_EVENT_TYPES,
     FoldInput,
@@ -91,9 +93,13 @@ class FoldStage:
         if isinstance(data, TrackingObserved) and data.status == "unknown":
             metrics.UNKNOWN_OBSERVATIONS.labels(data.carrier).inc()
 
+    def next_check(self, state: ShipmentState) -> datetime | None:
+        return next_check(state, self.policy)
+
     def punctuate(self, ctx: Context[ShipmentState]) -> None:
-        """Fold in what the clock reveals: stuck shipments, promises passed."""
-        for _, state in list(ctx.store.items()):
+        """Fold in what the clock reveals: stuck shipments, promises passed. Only the states
+        whose next check (`exceptions.next_check`) has come are handed over."""
+        for _, state in ctx.due():
             if state.status in TERMINAL_STATUSES:
                 continue
             current = state
@@ -125,7 +131,7 @@ class FoldStage:
                     time=milestone.cause.occurred_at,
                 ),
             )
-            metrics.UPDATES.labels(milestone.milestone).inc()
+            _updates_counter(milestone.milestone).inc()
             if milestone.exception is not None:
                 metrics.EXCEPTIONS.labels(
                     milestone.exception.kind, new.carrier or "none", new.tenant_id
@@ -182,6 +188,13 @@ class FoldStage:
         )
 
 
+@functools.cache
+def _updates_counter(milestone: str) -> Any:
+    """The UPDATES child of one milestone (`labels` takes a lock and checks the labels;
+    milestones are a closed set, UPDATE_TYPES)."""
+    return metrics.UPDATES.labels(milestone)
+
+
 def _fields(item: KpiContribution) -> dict[str, Any]:
     return {name: getattr(item, name) for name in item.__struct_fields__}
 
@@ -199,6 +212,7 @@ def build_fold(
         handle=stage.handle,
         punctuate=stage.punctuate,
         punctuate_every_s=check_every_s,
+        due=stage.next_check,
     )
 
 

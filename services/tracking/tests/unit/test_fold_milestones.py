@@ -238,3 +238,20 @@ def test_terminal_shipments_are_not_checked() -> None:
     state = fold_all([*LIFECYCLE, inp(observed("delivered", 10))])
     assert state is not None
     assert detect(state, at(60 * 24 * 30), ExceptionPolicy()) == []
+
+
+def test_an_exception_that_vanishes_and_returns_is_announced_under_a_new_id() -> None:
+    """Found by hypothesis: one carrier event id reused for returning -> picked up ->
+    returned. The return-to-sender exception appears, vanishes while the picked-up scan
+    represents the group, and comes back with the terminal scan: every update id the fold
+    emits must still be unique (a repeated id would be taken for a redelivery and dropped)."""
+    state: ShipmentState | None = fold_all(LIFECYCLE)
+    ids: list[str] = []
+    kinds: list[str] = []
+    for status in ("returning_to_sender", "picked_up", "returned_to_sender"):
+        state, milestones = fold(state, inp(observed(status, 5, carrier_event_id="ev-0")))
+        ids += [m.update_id for m in milestones]
+        kinds += [m.exception.kind for m in milestones if m.exception is not None]
+    assert len(ids) == len(set(ids)), ids
+    assert kinds.count("returned_to_sender") == 2
+    assert state is not None and state.status == "returned_to_sender"

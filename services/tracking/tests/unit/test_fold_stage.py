@@ -70,6 +70,10 @@ class FakeContext(Generic[S]):
         assert topic in topics.BY_NAME
         self.emits.append(Emit(topic, key, envelope))
 
+    def due(self) -> list[tuple[str, S]]:
+        """Every stored value (a superset of what the engine's due index hands over)."""
+        return list(self.store.items())
+
     def on(self, topic: str) -> list[Emit]:
         return [e for e in self.emits if e.topic == topic]
 

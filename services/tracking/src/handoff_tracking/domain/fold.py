@@ -201,34 +201,46 @@ def observation_entry_id(obs: TrackingObserved) -> str:
     """Same carrier event with the same content -> same id (exact redeliveries vanish).
 
     Everything but `received_at` counts: a redelivery is the same entry, and the fold
-    keeps its earliest recording.
+    keeps its earliest recording. The content part is `_signature` of (carrier code,
+    status, sub-status, occurred at, location, proof, description, tracking number),
+    normalised here field by field since each field's type is known.
     """
-    content = _signature(
+    location, proof = obs.location, obs.proof
+    content = digest(
         obs.carrier_code,
         obs.status,
         obs.sub_status,
-        obs.occurred_at,
-        obs.location,
-        obs.proof,
+        obs.occurred_at.timestamp(),
+        None if location is None else _JSON.encode(location).decode(),
+        None if proof is None else _JSON.encode(proof).decode(),
         obs.description,
         obs.tracking_number,
+        length=26,
     )
     return "obs_" + digest(obs.carrier, obs.carrier_event_id, content)
 
 
 def _signature(*parts: object) -> str:
-    def norm(part: object) -> object:
-        if isinstance(part, datetime):
-            return part.timestamp()
-        if isinstance(part, msgspec.Struct):
-            return msgspec.json.encode(part).decode()
-        return part
+    """The id contract of a content digest: datetimes as their POSIX timestamp, structs
+    as their JSON text, anything else as `str` does."""
+    return digest(
+        *[
+            p.timestamp()
+            if isinstance(p, datetime)
+            else _JSON.encode(p).decode()
+            if isinstance(p, msgspec.Struct)
+            else p
+            for p in parts
+        ],
+        length=26,
+    )
 
-    return digest(*(norm(p) for p in parts), length=26)
+
+_JSON = msgspec.json.Encoder()
 
 
 def _encode(part: msgspec.Struct | None) -> bytes | None:
-    return None if part is None else msgspec.json.encode(part)
+    return None if part is None else _JSON.encode(part)
 
 
 def detected_entry_id(detected: DetectedException) -> str:
@@ -238,11 +250,26 @@ def detected_entry_id(detected: DetectedException) -> str:
 def entry_for(inp: FoldInput) -> HistoryEntry:
     """The history entry an event becomes (applied/note are decided by `derive`)."""
     ev = inp.event
+    if isinstance(ev, TrackingObserved):  # the hot case: carrier scans
+        return HistoryEntry(
+            event_id=observation_entry_id(ev),
+            type=ev.ce_type,
+            occurred_at=ev.occurred_at,
+            recorded_at=ev.received_at,
+            status=ev.status,
+            sub_status=ev.sub_status,
+            source=f"carrier:{ev.carrier}",
+            description=ev.description,
+            facts=ShipmentFacts(carrier=ev.carrier, tracking_number=ev.tracking_number),
+            location=ev.location,
+            carrier_event_id=ev.carrier_event_id,
+            carrier_code=ev.carrier_code,
+            proof=ev.proof,
+        )
     status: str | None = None
     sub_status: str | None = None
     description: str | None = None
     facts: ShipmentFacts | None = None
-    extra: dict[str, Any] = {}
     source = "tracking"
     event_id = inp.event_id
     match ev:
@@ -306,18 +333,6 @@ def entry_for(inp: FoldInput) -> HistoryEntry:
         case AllocationReleased():
             occurred, source = ev.released_at, "carrier_allocation"
             description = f"allocation to {ev.carrier} released, label voided"
-        case TrackingObserved():
-            occurred, status, sub_status = ev.occurred_at, ev.status, ev.sub_status
-            source = f"carrier:{ev.carrier}"
-            description = ev.description
-            event_id = observation_entry_id(ev)
-            extra = {
-                "location": ev.location,
-                "carrier_event_id": ev.carrier_event_id,
-                "carrier_code": ev.carrier_code,
-                "proof": ev.proof,
-            }
-            facts = ShipmentFacts(carrier=ev.carrier, tracking_number=ev.tracking_number)
         case NotificationSent():
             occurred, source = ev.sent_at, "notifications"
             description = (
@@ -361,7 +376,7 @@ def entry_for(inp: FoldInput) -> HistoryEntry:
         case _:  # pragma: no cover - the union is closed
             raise TypeError(f"not a fold event: {type(ev).__name__}")
     ce_type = DETECTED_TYPE if isinstance(ev, DetectedException) else ev.ce_type
-    recorded = ev.received_at if isinstance(ev, TrackingObserved) else (inp.recorded_at or occurred)
+    recorded = inp.recorded_at or occurred
     return HistoryEntry(
         event_id=event_id,
         type=ce_type,
@@ -372,12 +387,15 @@ def entry_for(inp: FoldInput) -> HistoryEntry:
         source=source,
         description=description,
         facts=facts,
-        **extra,
     )
 
 
 # ---- derivation -------------------------------------------------------------------------
-def _order_key(entry: HistoryEntry) -> tuple[float, int, str]:
+_OrderKey = tuple[float, int, str]
+_ScanKeys = tuple[tuple[object, ...], tuple[object, ...]]
+
+
+def _order_key(entry: HistoryEntry) -> _OrderKey:
     return (
         entry.occurred_at.timestamp(),
         _TIE_RANK.get(entry.status, _NO_STATUS_RANK),
@@ -385,21 +403,36 @@ def _order_key(entry: HistoryEntry) -> tuple[float, int, str]:
     )
 
 
-def _representative_key(entry: HistoryEntry) -> tuple[bool, bool, tuple[float, int, str]]:
+def _representative_key(entry: HistoryEntry) -> tuple[bool, bool, _OrderKey]:
     # Terminal, known scans win a duplicate group, so adding a non-terminal copy can
     # never displace a terminal one (terminal statuses stay terminal).
     return (entry.status not in TERMINAL_STATUSES, entry.status == "unknown", _order_key(entry))
 
 
-def _duplicates(entries: list[HistoryEntry]) -> dict[str, str]:
+def _scan_keys(e: HistoryEntry) -> _ScanKeys:
+    """The two identities of a carrier scan: (carrier, carrier event id) and its content."""
+    carrier = e.facts.carrier if e.facts else None
+    content = (
+        "content",
+        carrier,
+        e.carrier_code,
+        e.status,
+        e.sub_status,
+        e.occurred_at.timestamp(),
+        _encode(e.location),
+        _encode(e.proof),
+    )
+    return ("id", carrier, e.carrier_event_id), content
+
+
+def _duplicates(scans: list[tuple[HistoryEntry, _ScanKeys]]) -> dict[str, str]:
     """Entry id -> representative id, for carrier scans that are the same occurrence.
 
     Two scans are one occurrence when they share the carrier event id or the content;
     that relation is closed transitively (union-find), so the grouping depends only on
     the set of scans, never on the order they arrived in.
     """
-    scans = [e for e in entries if e.carrier_event_id is not None]
-    parent = {e.event_id: e.event_id for e in scans}
+    parent = {e.event_id: e.event_id for e, _ in scans}
 
     def find(x: str) -> str:
         while parent[x] != x:
@@ -408,25 +441,20 @@ def _duplicates(entries: list[HistoryEntry]) -> dict[str, str]:
         return x
 
     first_by_key: dict[tuple[object, ...], str] = {}
-    for e in scans:
-        carrier = e.facts.carrier if e.facts else None
-        content = (
-            "content",
-            carrier,
-            e.carrier_code,
-            e.status,
-            e.sub_status,
-            e.occurred_at.timestamp(),
-            _encode(e.location),
-            _encode(e.proof),
-        )
-        for key in (("id", carrier, e.carrier_event_id), content):
+    merged = False
+    for e, keys in scans:
+        for key in keys:
             other = first_by_key.setdefault(key, e.event_id)
+            if other == e.event_id:
+                continue
             a, b = find(other), find(e.event_id)
             if a != b:
                 parent[max(a, b)] = min(a, b)
+                merged = True
+    if not merged:
+        return {}
     groups: dict[str, list[HistoryEntry]] = {}
-    for e in scans:
+    for e, _ in scans:
         groups.setdefault(find(e.event_id), []).append(e)
     out: dict[str, str] = {}
     for members in groups.values():
@@ -476,40 +504,106 @@ class Derivation:
 
 
 _FACT_FIELDS = tuple(ShipmentFacts.__struct_fields__)
+_astuple = msgspec.structs.astuple
+_replace = msgspec.structs.replace
 
 
-def derive(shipment_id: str, tenant_id: str, entries: Iterable[HistoryEntry]) -> Derivation:
-    """The state implied by a set of history entries (order of `entries` is irrelevant)."""
-    ordered = sorted(_distinct(entries), key=_order_key)
-    duplicate_of = _duplicates(ordered)
-    facts: dict[str, Any] = {}
-    edd_entry: HistoryEntry | None = None
-    status = "requested"
-    status_entry: HistoryEntry | None = None
-    picked_up_at: datetime | None = None
-    delivered: HistoryEntry | None = None
-    attempts: list[DeliveryAttempt] = []
-    exceptions: dict[str, tuple[ExceptionInfo, HistoryEntry]] = {}
-    blocked: set[str] = set()
-    unknown = 0
-    history: list[HistoryEntry] = []
+class _Accumulator:
+    """The derivation walked so far: entries are stepped in order (`_order_key`).
 
-    def add_exception(key: str, info: ExceptionInfo, cause: HistoryEntry) -> None:
-        exceptions.setdefault(key, (info, cause))
+    `derive` is a fresh accumulator stepped over the sorted entries; when a new entry
+    sorts after all of them and is no duplicate, the fold steps a copy of the cached
+    accumulator once instead. After `finish` an accumulator is never stepped again:
+    the state and the derivation it returned share its containers.
+    """
 
-    for e in ordered:
+    __slots__ = (
+        "attempts",
+        "blocked",
+        "delivered",
+        "edd_entry",
+        "exceptions",
+        "facts",
+        "history",
+        "ids",
+        "last_key",
+        "picked_up_at",
+        "scan_keys",
+        "status",
+        "status_entry",
+        "unknown",
+        "updated_at",
+    )
+
+    def __init__(self) -> None:
+        self.facts: dict[str, Any] = {}
+        self.edd_entry: HistoryEntry | None = None
+        self.status = "requested"
+        self.status_entry: HistoryEntry | None = None
+        self.picked_up_at: datetime | None = None
+        self.delivered: HistoryEntry | None = None
+        self.attempts: list[DeliveryAttempt] = []
+        self.exceptions: dict[str, tuple[ExceptionInfo, HistoryEntry]] = {}
+        self.blocked: set[str] = set()
+        self.unknown = 0
+        self.history: list[HistoryEntry] = []
+        self.updated_at: datetime | None = None
+        self.last_key: _OrderKey | None = None
+        self.ids: dict[str, HistoryEntry] = {}
+        """entry id -> its entry as recorded in `history`"""
+        self.scan_keys: set[tuple[object, ...]] = set()
+        """`_scan_keys` of every carrier scan stepped"""
+
+    def copy(self) -> _Accumulator:
+        new = _Accumulator.__new__(_Accumulator)
+        new.facts = dict(self.facts)
+        new.edd_entry = self.edd_entry
+        new.status = self.status
+        new.status_entry = self.status_entry
+        new.picked_up_at = self.picked_up_at
+        new.delivered = self.delivered
+        new.attempts = list(self.attempts)
+        new.exceptions = dict(self.exceptions)
+        new.blocked = set(self.blocked)
+        new.unknown = self.unknown
+        new.history = list(self.history)
+        new.updated_at = self.updated_at
+        new.last_key = self.last_key
+        new.ids = dict(self.ids)
+        new.scan_keys = set(self.scan_keys)
+        return new
+
+    def extends(self, entry: HistoryEntry, key: _OrderKey, scan_keys: _ScanKeys | None) -> bool:
+        """Whether stepping `entry` here gives what a full derivation would: it is new,
+        sorts after everything stepped, and is no duplicate of a scan stepped."""
+        if entry.event_id in self.ids:
+            return False
+        if self.last_key is not None and not key > self.last_key:
+            return False
+        return scan_keys is None or (
+            scan_keys[0] not in self.scan_keys and scan_keys[1] not in self.scan_keys
+        )
+
+    def step(
+        self,
+        e: HistoryEntry,
+        key: _OrderKey,
+        duplicate_of: str | None,
+        scan_keys: _ScanKeys | None,
+    ) -> None:
         applied, note = True, None
+        status = self.status
         if e.facts is not None:
-            for name in _FACT_FIELDS:
-                value = getattr(e.facts, name)
+            facts = self.facts
+            for name, value in zip(_FACT_FIELDS, _astuple(e.facts), strict=True):
                 if value is not None:
                     facts[name] = value
             if e.facts.estimated_delivery_date is not None:
-                edd_entry = e
-        if e.event_id in duplicate_of:
-            applied, note = False, f"duplicate of {duplicate_of[e.event_id]}"
+                self.edd_entry = e
+        if duplicate_of is not None:
+            applied, note = False, f"duplicate of {duplicate_of}"
         elif e.status == "unknown":
-            unknown += 1
+            self.unknown += 1
             applied = False
             note = (
                 f"unknown carrier code {e.carrier_code!r}: recorded and flagged, status not moved"
@@ -522,97 +616,179 @@ def derive(shipment_id: str, tenant_id: str, entries: Iterable[HistoryEntry]) ->
                 detail=e.description,
                 sub_status=_EXCEPTION_SUB_STATUS.get(kind),
             )
-            add_exception(e.event_id, info, e)
+            self.exceptions.setdefault(e.event_id, (info, e))
         elif e.status is not None:
             if _may_move(status, e.status):
-                status, status_entry = e.status, e
-                _apply_carrier_effects(e, attempts, exceptions)
-                if e.status in CARRIER_STATUSES and picked_up_at is None:
-                    picked_up_at = e.occurred_at
+                self.status, self.status_entry = e.status, e
+                _apply_carrier_effects(e, self.attempts, self.exceptions)
+                if e.status in CARRIER_STATUSES and self.picked_up_at is None:
+                    self.picked_up_at = e.occurred_at
                 if e.status == "delivered":
-                    delivered = e
+                    self.delivered = e
             else:
                 applied = False
                 if status in TERMINAL_STATUSES:
-                    blocked.add(e.event_id)
+                    self.blocked.add(e.event_id)
                     note = f"after terminal status {status}: kept, status not moved"
                 else:
                     note = f"older step: status stays {status}"
-        history.append(msgspec.structs.replace(e, applied=applied, note=note))
-
-    promised_by = facts.get("promised_by")
-    edd: date | None = facts.get("estimated_delivery_date")
-    if (
-        edd_entry is not None
-        and edd is not None
-        and promised_by is not None
-        and edd > promised_by.date()
-    ):
-        info = ExceptionInfo(
-            kind="late",
-            detected_at=edd_entry.occurred_at,
-            detail=f"estimated delivery {edd.isoformat()} is after the promise",
-            sub_status="projected",
+        recorded = (
+            e
+            if e.applied == applied and e.note == note
+            else _replace(e, applied=applied, note=note)
         )
-        add_exception(f"late|projected|{edd_entry.event_id}", info, edd_entry)
+        self.history.append(recorded)
+        self.ids[e.event_id] = recorded
+        if scan_keys is not None:
+            self.scan_keys.update(scan_keys)
+        if self.updated_at is None or e.recorded_at > self.updated_at:
+            self.updated_at = e.recorded_at
+        self.last_key = key
 
-    ends: tuple[str | None, ...] = tuple(
-        facts.get(name)
-        for name in (
-            "origin_country",
-            "origin_postal_code",
-            "destination_country",
-            "destination_postal_code",
+    def finish(self, shipment_id: str, tenant_id: str) -> Derivation:
+        if self.updated_at is None:
+            raise ValueError("a derivation needs at least one entry")
+        facts = self.facts
+        exceptions = self.exceptions
+        promised_by = facts.get("promised_by")
+        edd: date | None = facts.get("estimated_delivery_date")
+        edd_entry = self.edd_entry
+        if (
+            edd_entry is not None
+            and edd is not None
+            and promised_by is not None
+            and edd > promised_by.date()
+        ):
+            info = ExceptionInfo(
+                kind="late",
+                detected_at=edd_entry.occurred_at,
+                detail=f"estimated delivery {edd.isoformat()} is after the promise",
+                sub_status="projected",
+            )
+            # Not in the accumulator: the entry behind the estimate may change later.
+            exceptions = dict(exceptions)
+            exceptions.setdefault(f"late|projected|{edd_entry.event_id}", (info, edd_entry))
+
+        origin_country = facts.get("origin_country")
+        origin_postal_code = facts.get("origin_postal_code")
+        destination_country = facts.get("destination_country")
+        destination_postal_code = facts.get("destination_postal_code")
+        lane = (
+            lane_of(
+                origin_country, origin_postal_code, destination_country, destination_postal_code
+            )
+            if origin_country
+            and origin_postal_code
+            and destination_country
+            and destination_postal_code
+            else None
         )
-    )
-    lane = lane_of(*ends) if all(ends) else None  # type: ignore[arg-type]
-    delivered_at = delivered.occurred_at if delivered else None
-    on_time = (
-        delivered_at <= promised_by
-        if delivered_at is not None and promised_by is not None
-        else None
-    )
-    reasons = facts.get("reasons") or []
-    state = ShipmentState(
-        shipment_id=shipment_id,
-        order_id=facts.get("order_id") or "",
-        tenant_id=tenant_id,
-        status=status,
-        updated_at=max(e.recorded_at for e in ordered),
-        version=len(ordered),
-        sub_status=status_entry.sub_status if status_entry else None,
-        service_level=facts.get("service_level"),
-        origin_location_id=facts.get("origin_location_id"),
-        destination_postal_code=facts.get("destination_postal_code"),
-        destination_country=facts.get("destination_country"),
-        carrier=facts.get("carrier"),
-        service=facts.get("service"),
-        tracking_number=facts.get("tracking_number"),
-        label_ref=facts.get("label_ref"),
-        price=facts.get("price"),
-        placed_at=facts.get("placed_at"),
-        promised_by=promised_by,
-        estimated_delivery_date=edd,
-        picked_up_at=picked_up_at,
-        delivered_at=delivered_at,
-        proof=delivered.proof if delivered else None,
-        attempts=attempts,
-        exceptions=sorted(
-            (info for info, _ in exceptions.values()), key=lambda x: (x.detected_at, x.kind)
-        ),
-        reasons=list(reasons),
-        is_return=bool(facts.get("is_return", False)),
-        return_of_shipment_id=facts.get("return_of_shipment_id"),
-        rma_id=facts.get("rma_id"),
-        history=history,
-        origin_postal_code=facts.get("origin_postal_code"),
-        origin_country=facts.get("origin_country"),
-        lane=lane,
-        return_shipment_id=facts.get("return_shipment_id"),
-        on_time=on_time,
-        unknown_observations=unknown,
-    )
-    return Derivation(state, blocked, status_entry, exceptions)
+        delivered = self.delivered
+        delivered_at = delivered.occurred_at if delivered else None
+        on_time = (
+            delivered_at <= promised_by
+            if delivered_at is not None and promised_by is not None
+            else None
+        )
+        reasons = facts.get("reasons") or []
+        status_entry = self.status_entry
+        state = ShipmentState(
+            shipment_id=shipment_id,
+            order_id=facts.get("order_id") or "",
+            tenant_id=tenant_id,
+            status=self.status,
+            updated_at=self.updated_at,
+            version=len(self.history),
+            sub_status=status_entry.sub_status if status_entry else None,
+            service_level=facts.get("service_level"),
+            origin_location_id=facts.get("origin_location_id"),
+            destination_postal_code=destination_postal_code,
+            destination_country=destination_country,
+            carrier=facts.get("carrier"),
+            service=facts.get("service"),
+            tracking_number=facts.get("tracking_number"),
+            label_ref=facts.get("label_ref"),
+            price=facts.get("price"),
+            placed_at=facts.get("placed_at"),
+            promised_by=promised_by,
+            estimated_delivery_date=edd,
+            picked_up_at=self.picked_up_at,
+            delivered_at=delivered_at,
+            proof=delivered.proof if delivered else None,
+            attempts=self.attempts,
+            exceptions=sorted(
+                (info for info, _ in exceptions.values()), key=lambda x: (x.detected_at, x.kind)
+            )
+            if exceptions
+            else [],
+            reasons=list(reasons),
+            is_return=bool(facts.get("is_return", False)),
+            return_of_shipment_id=facts.get("return_of_shipment_id"),
+            rma_id=facts.get("rma_id"),
+            history=self.history,
+            origin_postal_code=origin_postal_code,
+            origin_country=origin_country,
+            lane=lane,
+            return_shipment_id=facts.get("return_shipment_id"),
+            on_time=on_time,
+            unknown_observations=self.unknown,
+        )
+        return Derivation(state, self.blocked, status_entry, exceptions)
+
+    def as_recorded(self) -> _Accumulator:
+        """This accumulator as a derivation of the history it recorded would leave it.
+
+        A derivation keeps the entries it was *given* as causes (the status entry, the
+        delivery, exception causes, the estimate's entry); the next fold is given the
+        recorded versions instead (with `applied` and `note` set), so those are what a
+        cached accumulator must hold. Returns a shallow copy when anything differs.
+        """
+        ids = self.ids
+        exceptions = self.exceptions
+        for _, cause in exceptions.values():
+            if cause is not ids[cause.event_id]:
+                exceptions = {k: (info, ids[c.event_id]) for k, (info, c) in exceptions.items()}
+                break
+        status_entry, delivered, edd_entry = self.status_entry, self.delivered, self.edd_entry
+        if status_entry is not None:
+            status_entry = ids[status_entry.event_id]
+        if delivered is not None:
+            delivered = ids[delivered.event_id]
+        if edd_entry is not None:
+            edd_entry = ids[edd_entry.event_id]
+        if (
+            exceptions is self.exceptions
+            and status_entry is self.status_entry
+            and delivered is self.delivered
+            and edd_entry is self.edd_entry
+        ):
+            return self
+        new = _Accumulator.__new__(_Accumulator)
+        for name in _Accumulator.__slots__:
+            setattr(new, name, getattr(self, name))
+        new.exceptions = exceptions
+        new.status_entry = status_entry
+        new.delivered = delivered
+        new.edd_entry = edd_entry
+        return new
+
+
+def derive(shipment_id: str, tenant_id: str, entries: Iterable[HistoryEntry]) -> Derivation:
+    """The state implied by a set of history entries (order of `entries` is irrelevant)."""
+    return _derive(shipment_id, tenant_id, entries)[0]
+
+
+def _derive(
+    shipment_id: str, tenant_id: str, entries: Iterable[HistoryEntry]
+) -> tuple[Derivation, _Accumulator]:
+    # Ids are distinct after `_distinct`, so the keys alone decide the order.
+    keyed = sorted((_order_key(e), e) for e in _distinct(entries))
+    scans = {e.event_id: _scan_keys(e) for _, e in keyed if e.carrier_event_id is not None}
+    duplicate_of = _duplicates([(e, scans[e.event_id]) for _, e in keyed if e.event_id in scans])
+    acc = _Accumulator()
+    for key, e in keyed:
+        acc.step(e, key, duplicate_of.get(e.event_id), scans.get(e.event_id))
+    return acc.finish(shipment_id, tenant_id), acc
 
 
 def _apply_carrier_effects(
@@ -678,48 +854,76 @@ def fold(state: ShipmentState | None, event: FoldInput) -> tuple[ShipmentState, 
     """
     entry = entry_for(event)
     shipment_id = shipment_id_of(event.event)
+    tenant_id = event.tenant_id
+    before: Derivation | None = None
+    base = _EMPTY
     seen: HistoryEntry | None = None
     if state is not None:
-        if state.tenant_id != event.tenant_id:
+        if state.tenant_id != tenant_id:
             raise TenantMismatch(
                 f"shipment {shipment_id} belongs to tenant {state.tenant_id!r}, "
                 f"event {event.event_id} came from {event.tenant_id!r}"
             )
-        seen = next((h for h in state.history if h.event_id == entry.event_id), None)
+        cached = _cached(state)
+        if cached is not None:
+            before, base = cached
+            seen = base.ids.get(entry.event_id)
+        else:
+            seen = next((h for h in state.history if h.event_id == entry.event_id), None)
         if seen is not None and seen.recorded_at <= entry.recorded_at:
             return state, []
-        before = _derivation_of(state)
+        if cached is None:
+            before, base = _derive(state.shipment_id, state.tenant_id, state.history)
+    key = _order_key(entry)
+    scan_keys = _scan_keys(entry) if entry.carrier_event_id is not None else None
+    if seen is None and base.extends(entry, key, scan_keys):
+        # The new entry comes last and stands alone: the new derivation is the old one
+        # plus one step (what `derive` over all the entries would walk to, step by step).
+        acc = base.copy()
+        acc.step(entry, key, None, scan_keys)
+        after = acc.finish(shipment_id, tenant_id)
+        recorded = acc.ids[entry.event_id]
+        # `base` held recorded entries only; the new one is its own record unless its
+        # `applied`/`note` changed.
+        cache = acc if recorded is entry else acc.as_recorded()
     else:
-        before = None
-    after = derive(shipment_id, event.tenant_id, [*(state.history if state else ()), entry])
-    _remember(after)
+        after, acc = _derive(shipment_id, tenant_id, [*(state.history if state else ()), entry])
+        recorded = acc.ids[entry.event_id]
+        cache = acc.as_recorded()
+    _remember(after, cache)
     if before is not None and seen is not None:
         # An earlier recording of an event already folded: same facts, nothing to announce.
         return after.state, []
-    return after.state, _milestones(before, after, entry)
+    return after.state, _milestones(before, after, entry, recorded)
 
 
-# The derivation behind the latest state of recently folded shipments. `fold` needs the
-# derivation of the state it is handed; when that state is the very object the previous
-# fold returned (the store hands it back), deriving it again from its history would
-# double the cost of every event. Keyed by shipment and checked by identity, so a
-# different state object -- restored, replayed, constructed in a test -- is derived anew:
-# the cache can change the cost of `fold`, never its result.
-_RECENT: OrderedDict[str, Derivation] = OrderedDict()
+_EMPTY = _Accumulator()
+"""The accumulator of no entries (never stepped: the fold steps copies)."""
+
+# The derivation behind the latest state of recently folded shipments, with the
+# accumulator that produced it. `fold` needs the derivation of the state it is handed;
+# when that state is the very object the previous fold returned (the store hands it
+# back), deriving it again from its history would double the cost of every event, and
+# a new entry that comes last only needs one more step of the accumulator. Keyed by
+# shipment and checked by identity, so a different state object -- restored, replayed,
+# constructed in a test -- is derived anew: the cache can change the cost of `fold`,
+# never its result.
+_RECENT: OrderedDict[str, tuple[Derivation, _Accumulator]] = OrderedDict()
 _RECENT_LIMIT = 50_000
 
 
-def _derivation_of(state: ShipmentState) -> Derivation:
+def _cached(state: ShipmentState) -> tuple[Derivation, _Accumulator] | None:
     cached = _RECENT.get(state.shipment_id)
-    if cached is not None and cached.state is state:
+    if cached is not None and cached[0].state is state:
         _RECENT.move_to_end(state.shipment_id)
         return cached
-    return derive(state.shipment_id, state.tenant_id, state.history)
+    return None
 
 
-def _remember(derivation: Derivation) -> None:
-    _RECENT[derivation.state.shipment_id] = derivation
-    _RECENT.move_to_end(derivation.state.shipment_id)
+def _remember(derivation: Derivation, acc: _Accumulator) -> None:
+    shipment_id = derivation.state.shipment_id
+    _RECENT[shipment_id] = (derivation, acc)
+    _RECENT.move_to_end(shipment_id)
     if len(_RECENT) > _RECENT_LIMIT:
         _RECENT.popitem(last=False)
 
@@ -729,12 +933,12 @@ def _update_id(shipment_id: str, milestone: str, *cause: object) -> str:
 
 
 def _milestones(
-    before: Derivation | None, after: Derivation, entry: HistoryEntry
+    before: Derivation | None, after: Derivation, entry: HistoryEntry, recorded: HistoryEntry
 ) -> list[Milestone]:
+    """`recorded` is `entry` as the new state's history holds it."""
     state = after.state
     sid = state.shipment_id
     out: list[Milestone] = []
-    recorded = next(h for h in state.history if h.event_id == entry.event_id)
     was_terminal = before is not None and before.state.status in TERMINAL_STATUSES
 
     milestone = _ENTRY_MILESTONES.get(entry.type)
@@ -758,11 +962,14 @@ def _milestones(
 
     if not was_terminal:
         known = before.exceptions if before else {}
-        for key, (info, cause) in sorted(after.exceptions.items()):
-            if key not in known:
-                out.append(
-                    Milestone(_update_id(sid, "exception", key), "exception", cause, exception=info)
-                )
+        new_keys = [key for key in after.exceptions if key not in known]
+        for key in sorted(new_keys):
+            info, cause = after.exceptions[key]
+            # The cause is part of the id: an exception can vanish and come back with
+            # another cause (a duplicate group's representative changed), and that is a
+            # new announcement, not a second copy of the first.
+            update_id = _update_id(sid, "exception", key, cause.event_id)
+            out.append(Milestone(update_id, "exception", cause, exception=info))
     return out
 
 

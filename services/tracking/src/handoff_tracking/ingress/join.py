@@ -30,7 +30,6 @@ from datetime import datetime
 from typing import Any, Final
 
 import msgspec
-from aiokafka.partitioner import murmur2
 from handoff_events import topics
 from handoff_events.contracts import (
     CarrierTrackingEvent,
@@ -40,6 +39,7 @@ from handoff_events.contracts import (
 )
 from handoff_events.envelope import Envelope, new_envelope
 from handoff_events.ids import event_id
+from handoff_events.runtime.publisher import key_partition
 from handoff_events.stream.api import Context, MsgpackCodec, Rejected, StatefulProcessor
 
 from handoff_tracking.ingress import metrics
@@ -85,7 +85,7 @@ def join_key(carrier: str, tracking_number: str) -> str:
 
 def partition_for(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2, as Java and aiokafka) gives `key`."""
-    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+    return key_partition(key.encode(), partitions)
 
 
 def observation_id(carrier: str, carrier_event_id: str) -> str:
@@ -182,7 +182,7 @@ def build_join(
     def emit(observations: list[TrackingObserved], tenant_id: str, ctx: Context[JoinRow]) -> None:
         for observed in observations:
             if observed.unknown_code:
-                metrics.UNKNOWN_CODES.labels(observed.carrier).inc()
+                metrics.unknown_codes(observed.carrier).inc()
             ctx.emit(
                 topics.OBSERVATIONS, observed.shipment_id, observation_envelope(observed, tenant_id)
             )
@@ -204,7 +204,7 @@ def build_join(
                 raise Rejected("hold_limit_exceeded", str(exc), "$.tracking_number", key) from None
             ctx.store.put(key, new_row)
             if new_row.tenant_id is None:
-                metrics.HELD.labels(data.carrier).inc()
+                metrics.held(data.carrier).inc()
                 return
             emit(observations, new_row.tenant_id, ctx)
         elif isinstance(data, TrackingNumberAssigned):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
 from prometheus_client import Counter
 
 UNKNOWN_CODES = Counter(
@@ -29,3 +32,23 @@ WEBHOOK_REJECTED = Counter(
     "Webhook requests refused, by reason",
     ["carrier", "reason"],
 )
+
+
+# Per-record and per-request counters: the labelled children are looked up once per label
+# value (carriers are few) instead of through `labels()` on every scan.
+
+
+@cache
+def held(carrier: str) -> Any:
+    return HELD.labels(carrier)
+
+
+@cache
+def unknown_codes(carrier: str) -> Any:
+    return UNKNOWN_CODES.labels(carrier)
+
+
+@cache
+def webhook_events(carrier: str) -> Any:
+    """Only for configured carriers (the webhook answers 404 before counting anything else)."""
+    return WEBHOOK_EVENTS.labels(carrier)

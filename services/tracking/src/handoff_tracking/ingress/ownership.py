@@ -24,19 +24,23 @@ from handoff_events.stream.follow import TopicFollower
 from handoff_tracking.ingress.normalise import CodeTable
 
 log = get_logger("handoff.tracking.ingress")
+_NOBODY: frozenset[str] = frozenset()
 
 
 class OwnershipIndex:
     """Tracking number → the carriers it was assigned to (usually exactly one)."""
 
     def __init__(self) -> None:
-        self._owners: dict[str, set[str]] = {}
+        self._owners: dict[str, frozenset[str]] = {}
 
     def record(self, carrier: str, tracking_number: str) -> None:
-        self._owners.setdefault(tracking_number, set()).add(carrier)
+        known = self._owners.get(tracking_number, _NOBODY)
+        if carrier not in known:
+            self._owners[tracking_number] = known | {carrier}
 
     def owners(self, tracking_number: str) -> frozenset[str]:
-        return frozenset(self._owners.get(tracking_number, ()))
+        # Immutable values: answered without a copy (this runs for every posted scan).
+        return self._owners.get(tracking_number, _NOBODY)
 
     def __len__(self) -> int:
         return len(self._owners)
@@ -108,6 +112,9 @@ class OwnershipFollower:
 
     async def caught_up(self, timeout_s: float) -> bool:
         """Start if needed and wait until every assignment written before the start is known."""
+        follower = self._follower
+        if follower is not None and follower.caught_up.is_set():
+            return True  # the steady state: no task, no timer per request
         await self.start()
         assert self._follower is not None
         try:

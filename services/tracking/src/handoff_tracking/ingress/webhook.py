@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 import msgspec
@@ -52,7 +53,14 @@ ROUTE_NAME = "carrier_events"
 log = get_logger("handoff.tracking.webhook")
 _batch_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _single_decoder = msgspec.json.Decoder(msgspec.Raw)
+_scans_decoder = msgspec.json.Decoder(list[CarrierTrackingEvent] | CarrierTrackingEvent)
 Clock = Callable[[], datetime]
+
+
+@cache
+def _requests_counter(status: int) -> Any:
+    """`handoff_http_requests_total{route="carrier_events"}` by status, looked up once each."""
+    return HTTP_REQUESTS.labels("tracking", ROUTE_NAME, str(status))
 
 
 def raw_event_id(carrier: str, carrier_event_id: str) -> str:
@@ -75,6 +83,41 @@ def raw_envelope(
 def decode_scans(body: bytes, max_events: int) -> list[tuple[str, CarrierTrackingEvent]]:
     """A JSON array (or one object) of scans with their JSON paths (`$[3]`, or `$` for one
     object); errors name the field with its array index."""
+    # The common case, a valid body: one decode of the whole body into typed scans. Any
+    # failure is decoded again step by step below, so every refusal (and its order:
+    # bad JSON, empty, too many, then the first invalid scan) is exactly the same.
+    try:
+        decoded = _scans_decoder.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return decode_scans_stepwise(body, max_events)
+    if isinstance(decoded, CarrierTrackingEvent):
+        return [("$", decoded)]
+    _check_count(len(decoded), max_events)
+    return [(f"$[{i}]", scan) for i, scan in enumerate(decoded)]
+
+
+def _check_count(count: int, max_events: int) -> None:
+    if not count:
+        raise Problem(
+            422,
+            "Invalid request body",
+            "the batch holds no events",
+            reason="empty_batch",
+            field="$",
+        )
+    if count > max_events:
+        raise Problem(
+            413,
+            "Payload too large",
+            f"at most {max_events} events per request",
+            reason="too_many_events",
+            field="$",
+            value=count,
+        )
+
+
+def decode_scans_stepwise(body: bytes, max_events: int) -> list[tuple[str, CarrierTrackingEvent]]:
+    """Parse, count, then validate element by element, so the problem names what is wrong."""
     try:
         # An array is split into raw elements (parsed once, validated one by one so an error
         # names its index); anything else is decoded as one event.
@@ -89,23 +132,7 @@ def decode_scans(body: bytes, max_events: int) -> list[tuple[str, CarrierTrackin
         if isinstance(parsed, list)
         else [("$", parsed)]
     )
-    if not items:
-        raise Problem(
-            422,
-            "Invalid request body",
-            "the batch holds no events",
-            reason="empty_batch",
-            field="$",
-        )
-    if len(items) > max_events:
-        raise Problem(
-            413,
-            "Payload too large",
-            f"at most {max_events} events per request",
-            reason="too_many_events",
-            field="$",
-            value=len(items),
-        )
+    _check_count(len(items), max_events)
     scans = []
     for prefix, raw in items:
         try:
@@ -162,7 +189,7 @@ class CarrierWebhook:
             metrics.WEBHOOK_REJECTED.labels(carrier[:32], problem.reason or str(status)).inc()
             raise
         finally:
-            HTTP_REQUESTS.labels("tracking", ROUTE_NAME, str(status)).inc()
+            _requests_counter(status).inc()
 
     async def _accept(self, carrier: str, request: Request) -> Response:
         secrets = self.secrets.get(carrier)
@@ -210,7 +237,7 @@ class CarrierWebhook:
                 "the events could not be stored; retry later",
                 reason="unavailable",
             ) from None
-        metrics.WEBHOOK_EVENTS.labels(carrier).inc(len(envelopes))
+        metrics.webhook_events(carrier).inc(len(envelopes))
         return json_response({"accepted": len(envelopes), "ids": [e.id for e in envelopes]}, 202)
 
     def _stop_follower_with(self, app: Any) -> None:
