@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from handoff_events.runtime import metrics
+from handoff_events.runtime.app import tune_gc
 from handoff_events.runtime.logging import configure_logging
 from handoff_events.stream.engine import StreamEngine
 from handoff_tracking.domain.exceptions import ExceptionPolicy
@@ -74,7 +75,7 @@ async def run(args: argparse.Namespace) -> None:
         return result
 
     processor = dataclasses.replace(processor, handle=counted, punctuate=timed)
-    gc.collect()
+    tune_gc()  # as ServiceApp.run does in production
     rss_before = rss_bytes()
     progress.extra["rss_before"] = rss_before
     progress.start()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -46,6 +47,20 @@ class _QuietServer(uvicorn.Server):
 
 
 log = get_logger("handoff.app")
+
+
+def tune_gc() -> None:
+    """Garbage-collector settings for a long-running stream process (call once at start-up).
+
+    Every record allocates a few hundred short-lived objects, so the default threshold
+    (a young collection every 700 allocations) spent 15-25% of the fold's CPU (measured
+    on the real fold handler and engine with a fake producer). Objects alive at start-up
+    (modules, configuration) are frozen out of every later collection, and young
+    collections run every 20,000 allocations; reference cycles are still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 class ServiceApp:
@@ -147,6 +162,7 @@ class ServiceApp:
     async def run(self) -> None:
         """Run until SIGTERM/SIGINT, then drain and exit."""
         configure_logging(self.service, self.settings.log_level, self.settings.log_json)
+        tune_gc()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
