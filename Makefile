@@ -83,10 +83,10 @@ cluster-up: kafka-jars ## start the 3-broker cluster (127.0.0.1:29092-29094)
 cluster-down: ## stop the 3-broker cluster
 	@$(KAFKACTL) stop --cluster
 
-test: test-tools ## the whole suite against a real broker (starts one if needed); chaos runs separately
-	@$(PY) -m pytest -m "not chaos" $(PYTEST_ARGS)
+test: test-tools ## the whole suite against a real broker (starts one if needed), short chaos set included
+	@$(PY) -m pytest $(PYTEST_ARGS)
 
-chaos-short: test-tools ## the short chaos set (one named test per fault) on the 3-broker cluster
+chaos-short: test-tools ## only the short chaos set (one named test per fault) on the 3-broker cluster
 	@$(PY) -m pytest -m chaos tests/chaos $(PYTEST_ARGS)
 
 test-unit: venv ## only the fast tests that need no broker

@@ -202,8 +202,16 @@ class Scenario:
     poison: bool = False
 
 
+RECOVER_WITHIN_S = 300.0
+"""Recovery deadline per fault: a wedged stage needs the stall timeout (30 s) to fail and a
+process start to be replaced, which takes minutes on a loaded 2-core CI machine."""
+
+
 async def run_scenario(
-    pipeline: Pipeline, scenario: Scenario, settle_within: float = 240.0
+    pipeline: Pipeline,
+    scenario: Scenario,
+    settle_within: float = 240.0,
+    recover_within: float = RECOVER_WITHIN_S,
 ) -> Verdict:
     rng = random.Random(scenario.seed)
     load = Load(
@@ -212,6 +220,8 @@ async def run_scenario(
         scenario.seed,
         pipeline.run_dir / "oracle" / f"{scenario.name}.jsonl",
     )
+    restarts_before = len(pipeline.restarts)
+    began = time.monotonic()
     stop = asyncio.Event()
     follower = asyncio.create_task(load.follow_allocations(stop))
     placing = asyncio.create_task(load.place_orders(scenario.orders, scenario.orders_per_second))
@@ -225,7 +235,7 @@ async def run_scenario(
         await placing
         stuck: str | None = None
         try:
-            recovery: float | None = await pipeline.wait_recovered(started)
+            recovery: float | None = await pipeline.wait_recovered(started, recover_within)
         except TimeoutError as exc:
             recovery, stuck = None, str(exc)
             settle_within = 30.0  # it will not settle by itself: take the outcome as it is
@@ -239,6 +249,8 @@ async def run_scenario(
         await load.close()
     dlq_topics = poison_topics() if scenario.poison else ()
     verdict = verify(load, seen, scenario.name, recovery, dlq_topics)
+    verdict.restarts = pipeline.restarts[restarts_before:]
+    verdict.took_s = time.monotonic() - began
     if stuck is not None:
         verdict.missing.insert(0, f"NOT RECOVERED: {stuck}")
     return verdict

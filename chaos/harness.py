@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -91,6 +92,32 @@ def free_port() -> int:
 # ---- processes ------------------------------------------------------------------------------
 
 
+# Like Kubernetes restarting a pod: an instance that exits on its own (a failed stage makes
+# the service exit; HANDOFF_STALL_TIMEOUT_S makes a wedged one fail) is started again after a
+# back-off that doubles with each exit in a row (1, 2, 4 ... 16 s).
+RESTART_BACKOFF_S = 1.0
+RESTART_BACKOFF_MAX_S = 16.0
+CRASH_LOOP_RESTARTS = 6
+"""Exits in a row (none reaching ready in between) that count as a crash loop."""
+STALL_TIMEOUT_S = 30
+"""HANDOFF_STALL_TIMEOUT_S of the pipeline: a member with records waiting and no progress
+for this long fails its stage (and exits), so the supervisor replaces it quickly."""
+
+
+@dataclass(frozen=True)
+class Restart:
+    """One exit the supervisor answered with a restart."""
+
+    instance: str
+    exit_code: int | None
+    reason: str
+    at: float
+    """time.monotonic() of the exit being noticed."""
+
+    def describe(self) -> str:
+        return f"{self.instance} (exit {self.exit_code}: {self.reason})"
+
+
 @dataclass
 class Instance:
     service: str
@@ -99,6 +126,12 @@ class Instance:
     process: subprocess.Popen[bytes] | None = None
     stopped: bool = False
     """SIGSTOPped and not yet continued."""
+    retiring: bool = False
+    """Being stopped on purpose (scale-in, restart_all, stop): not restarted by supervision."""
+    exited_at: float | None = None
+    """When the supervisor noticed an exit of its own (restart pending)."""
+    exits_in_a_row: int = 0
+    """Exits without reaching ready in between (drives the back-off)."""
 
     @property
     def name(self) -> str:
@@ -132,8 +165,12 @@ class Pipeline:
         self._initial = instances
         self.responder: subprocess.Popen[bytes] | None = None
         self.responder_restarts = 0
+        self.restarts: list[Restart] = []
+        """Every exit of its own that supervision answered with a restart (services and the
+        simulated tender responder), in order."""
         self.tender_port = free_port()
         self.logs = run_dir / "logs"
+        self._supervisor: asyncio.Task[None] | None = None
 
     # -- life cycle --------------------------------------------------------------------
     async def start(self, ready_within: float = 240.0) -> None:
@@ -144,6 +181,7 @@ class Pipeline:
         if not report.ok:
             raise RuntimeError(f"provisioning failed: {report.mismatched}")
         self._start_responder()
+        self._supervisor = asyncio.create_task(self._supervise_forever(), name="chaos-supervisor")
         try:
             for service in SERVICES:
                 for _ in range(self._initial):
@@ -161,6 +199,7 @@ class Pipeline:
             "HANDOFF_PARTITIONS": str(self.partitions),
             "HANDOFF_CONFIG_DIR": str(CONFIG_DIR),
             "HANDOFF_LOG_LEVEL": "WARNING",
+            "HANDOFF_STALL_TIMEOUT_S": str(STALL_TIMEOUT_S),
             "PYTHONUNBUFFERED": "1",
             **extra,
         }
@@ -194,10 +233,51 @@ class Pipeline:
 
     def supervise_carriers(self) -> None:
         """The simulated carriers are not under test: if the tender responder died (it does
-        not survive every broker fault), restart it like a real carrier would recover."""
+        not survive every broker fault: CommitFailedError after a broker pause), restart it
+        like a real carrier would recover."""
+        if self._supervisor is None:
+            return
         if self.responder is not None and self.responder.poll() is not None:
             self.responder_restarts += 1
+            code = self.responder.returncode
+            reason = _exit_reason(self.logs / "tender_responder.log")
+            self.restarts.append(Restart("tender_responder", code, reason, time.monotonic()))
             self._start_responder()
+
+    def supervise(self) -> None:
+        """Restart every instance that exited on its own (not retired by a fault or a scale-in),
+        after its back-off; the simulated tender responder too."""
+        if self._supervisor is None:
+            return  # stopping: nothing is restarted any more
+        self.supervise_carriers()
+        now = time.monotonic()
+        for instance in self.all_instances():
+            process = instance.process
+            if instance.retiring or process is None or process.poll() is None:
+                continue
+            if instance.exited_at is None:
+                instance.exited_at = now
+                instance.exits_in_a_row += 1
+                reason = _exit_reason(self.logs / f"{instance.name}.log")
+                self.restarts.append(Restart(instance.name, process.returncode, reason, now))
+            backoff = min(
+                RESTART_BACKOFF_S * 2 ** (instance.exits_in_a_row - 1), RESTART_BACKOFF_MAX_S
+            )
+            if now - instance.exited_at >= backoff:
+                with (self.logs / f"{instance.name}.log").open("a", encoding="utf-8") as log:
+                    log.write(
+                        f"==> chaos supervisor: exited with {process.returncode}, "
+                        f"restarting (exit {instance.exits_in_a_row} in a row)\n"
+                    )
+                self._spawn(instance)
+
+    async def _supervise_forever(self) -> None:
+        while True:
+            self.supervise()
+            await asyncio.sleep(0.5)
+
+    def crash_looping(self) -> list[str]:
+        return [i.name for i in self.all_instances() if i.exits_in_a_row >= CRASH_LOOP_RESTARTS]
 
     def add(self, service: str) -> Instance:
         """Start one more instance of `service` (scaling out, or a fresh process)."""
@@ -220,15 +300,17 @@ class Pipeline:
             # predict; the short runs stay far inside its thresholds anyway.
             "HANDOFF_EXCEPTION_CHECK_EVERY_S": "3600",
         }
-        log = (self.logs / f"{instance.name}.log").open("ab")
-        instance.process = subprocess.Popen(
-            [sys.executable, "-m", f"handoff_{instance.service}"],
-            env=self._env(extra),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT,
-        )
+        with (self.logs / f"{instance.name}.log").open("ab") as log:
+            instance.process = subprocess.Popen(
+                [sys.executable, "-m", f"handoff_{instance.service}"],
+                env=self._env(extra),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO_ROOT,
+            )
         instance.stopped = False
+        instance.retiring = False
+        instance.exited_at = None
 
     def all_instances(self) -> list[Instance]:
         return [i for group in self.instances.values() for i in group]
@@ -249,6 +331,7 @@ class Pipeline:
     async def remove(self, instance: Instance, within: float = 40.0) -> None:
         """Scale in: SIGTERM (a clean hand-over), waited for without blocking the loop."""
         assert instance.process is not None
+        instance.retiring = True
         instance.process.send_signal(signal.SIGTERM)
         await _exited(instance.process, time.monotonic() + within)
         if instance.process.poll() is None:
@@ -260,6 +343,8 @@ class Pipeline:
         """Fresh processes for every instance (after a fault left the pipeline stuck), so
         the next fault starts from a working pipeline."""
         for instance in self.all_instances():
+            instance.retiring = True
+            instance.exits_in_a_row = 0
             if instance.alive:
                 assert instance.process is not None
                 if instance.stopped:
@@ -273,7 +358,12 @@ class Pipeline:
         await self.wait_ready(within=ready_within)
 
     async def stop(self) -> None:
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            supervisor.cancel()
+            await asyncio.gather(supervisor, return_exceptions=True)
         for instance in self.all_instances():
+            instance.retiring = True
             if instance.alive:
                 assert instance.process is not None
                 if instance.stopped:
@@ -306,39 +396,85 @@ class Pipeline:
                     continue
                 if answer.status_code != 200:
                     waiting.append(instance.name)
+                else:
+                    instance.exits_in_a_row = 0  # it came up: the back-off starts over
         return waiting
 
     async def wait_ready(self, within: float = 180.0) -> float:
+        """Until every instance answers ready; instances that exit meanwhile are restarted by
+        supervision, and only a crash loop (or the deadline) ends the wait early."""
         started = time.monotonic()
         while True:
             waiting = await self.not_ready()
             if not waiting:
                 return time.monotonic() - started
-            dead = [i.name for i in self.all_instances() if i.process and i.process.poll()]
-            if dead:
-                raise RuntimeError(f"instances exited: {dead} (logs in {self.logs})")
+            looping = self.crash_looping()
+            if looping:
+                raise RuntimeError(f"instances crash-looping: {looping} (logs in {self.logs})")
             if time.monotonic() - started > within:
                 raise TimeoutError(f"not ready after {within:.0f}s: {waiting}")
             await asyncio.sleep(1.0)
 
     async def lagging(self) -> dict[str, int]:
         """Records (not transaction markers) still unprocessed, per consumer group."""
-        return await lag_by_group(self.bootstrap, self.prefix)
+        return {g: sum(p.pending for p in parts)
+                for g, parts in (await lag_by_group(self.bootstrap, self.prefix)).items()}  # fmt: skip
 
     async def wait_recovered(self, since: float, within: float = 240.0) -> float:
         """Seconds from `since` (a fault, monotonic) until every instance is ready and no
         group of the pipeline lags: the fault's recovery time."""
         deadline = time.monotonic() + within
+        last_error: Exception | None = None
+        next_note = time.monotonic() + 30.0
         while True:
-            self.supervise_carriers()
-            if not await self.not_ready() and not await self.lagging():
-                return time.monotonic() - since
+            waiting = await self.not_ready()
+            lag: dict[str, list[PartitionLag]] = {}
+            if not waiting:
+                try:
+                    lag = await lag_by_group(self.bootstrap, self.prefix)
+                except Exception as exc:  # a broker still loading groups, a leader moving
+                    last_error = exc
+                else:
+                    if not lag:
+                        return time.monotonic() - since
+            if time.monotonic() > next_note:  # a trace of slow recoveries, for the logs
+                next_note = time.monotonic() + 30.0
+                behind = {g.rsplit(".handoff.", 1)[-1]: sum(p.pending for p in parts)
+                          for g, parts in lag.items()}  # fmt: skip
+                print(f"    recovering for {time.monotonic() - since:.0f}s: not ready {waiting}, "
+                      f"lagging {behind}", flush=True)  # fmt: skip
             if time.monotonic() > deadline:
+                try:
+                    lag = await lag_by_group(self.bootstrap, self.prefix)
+                except Exception as exc:
+                    lag, last_error = {}, exc
+                details = "; ".join(p.describe() for parts in lag.values() for p in parts)
+                if last_error is not None:
+                    details += f" (last lag query error: {last_error!r})"
+                groups = await group_states(self.bootstrap, list(lag))
                 raise TimeoutError(
                     f"no recovery within {within:.0f}s: not ready {await self.not_ready()}, "
-                    f"lagging {await self.lagging()}"
+                    f"lagging {details or 'none'}; groups {groups}"
                 )
             await asyncio.sleep(1.0)
+
+
+def _exit_reason(log: Path, tail: int = 16_384) -> str:
+    """Why a process exited, from the end of its log: the last failure line, else the last."""
+    try:
+        with log.open("rb") as handle:
+            handle.seek(max(0, log.stat().st_size - tail))
+            lines = [ln.strip() for ln in handle.read().decode(errors="replace").splitlines()]
+    except OSError:
+        return "no log"
+    lines = [ln for ln in lines if ln and not ln.startswith("==> chaos supervisor")]
+    # ServiceApp's exit message ("stage <name> failed: ..."), then a traceback's last line
+    # ("aiokafka.errors.CommitFailedError: ..."), then anything that mentions an error.
+    for pattern in (r"stage (\S+ )?failed", r"^[\w.]+(Error|Exception|Exit)\b", r"[Ee]rror"):
+        hits = [ln for ln in lines if re.search(pattern, ln)]
+        if hits:
+            return hits[-1][:240]
+    return lines[-1][:240] if lines else "empty log"
 
 
 async def delete_topics(bootstrap: str, prefix: str) -> int:
@@ -362,10 +498,45 @@ async def _exited(process: subprocess.Popen[bytes], deadline: float) -> None:
         await asyncio.sleep(0.2)
 
 
-async def lag_by_group(bootstrap: str, prefix: str) -> dict[str, int]:
+@dataclass(frozen=True)
+class PartitionLag:
+    """Records of one partition a consumer group has not processed (committed) yet."""
+
+    group: str
+    topic: str
+    partition: int
+    committed: int | None
+    """The group's committed offset (None: it never committed on this partition)."""
+    stable_end: int
+    """The last stable offset (what a read_committed reader can reach)."""
+    pending: int
+    """Data records between the committed offset and the stable end (markers and aborted
+    records excluded)."""
+    first_pending: int | None
+
+    def describe(self) -> str:
+        return (
+            f"{self.group.rsplit('.handoff.', 1)[-1]} {self.topic.rsplit('.handoff.', 1)[-1]}"
+            f"[{self.partition}] committed={self.committed} lso={self.stable_end} "
+            f"pending={self.pending} first={self.first_pending}"
+        )
+
+
+async def lag_by_group(
+    bootstrap: str, prefix: str, within: float = 20.0
+) -> dict[str, list[PartitionLag]]:
+    """Unprocessed records per consumer group of the run, counted exactly.
+
+    The committed offset of a stage is one past its last processed record; a
+    transactional topic then holds a commit marker (and aborted records) that no reader
+    ever receives, so `LSO - committed` overstates the lag. Each partition that looks
+    behind is therefore read (read_committed) from the lowest committed offset up to its
+    LSO -- the reader's position moves past markers and aborted batches -- and only data
+    records at or after a group's committed offset count. A partition of a topic the group
+    consumes on which it never committed counts from the start of the log."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
-    committed: dict[str, dict[TopicPartition, int]] = {}
+    committed: dict[str, dict[TopicPartition, int | None]] = {}
     try:
         groups = [g[0] for g in await admin.list_consumer_groups() if g[0].startswith(prefix)]
         for group in groups:
@@ -373,8 +544,7 @@ async def lag_by_group(bootstrap: str, prefix: str) -> dict[str, int]:
             committed[group] = {tp: meta.offset for tp, meta in offsets.items()}
     finally:
         await admin.close()
-    tps = sorted({tp for offsets in committed.values() for tp in offsets})
-    if not tps:
+    if not any(committed.values()):
         return {}
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -384,33 +554,68 @@ async def lag_by_group(bootstrap: str, prefix: str) -> dict[str, int]:
     )
     await consumer.start()
     try:
+        metadata = await consumer._client.fetch_all_metadata()
+        for offsets in committed.values():
+            for topic in {tp.topic for tp in offsets}:
+                for p in metadata.partitions_for_topic(topic) or ():
+                    offsets.setdefault(TopicPartition(topic, p), None)
+        tps = sorted({tp for offsets in committed.values() for tp in offsets})
         ends = await consumer.end_offsets(tps)
-        lag: dict[str, int] = {}
-        for group, offsets in committed.items():
-            behind = {tp: off for tp, off in offsets.items() if off < ends[tp]}
-            if not behind:
-                continue
-            # Transactional topics end with a commit marker after the last record: a gap of
-            # markers only is no lag. Read from the committed offset to tell them apart.
-            consumer.assign(list(behind))
-            for tp, off in behind.items():
-                consumer.seek(tp, max(off, 0))
-            pending = 0
-            for _ in range(2):
-                batch = await consumer.getmany(timeout_ms=300)
-                pending += sum(
-                    1
-                    for recs in batch.values()
-                    for r in recs
-                    if r.offset < ends[TopicPartition(r.topic, r.partition)]
-                )
-                if pending:
+        starts = await consumer.beginning_offsets(tps)
+        lowest: dict[TopicPartition, int] = {}
+        for offsets in committed.values():
+            for tp, off in offsets.items():
+                begin = starts[tp] if off is None or off < 0 else off
+                if begin < ends[tp]:
+                    lowest[tp] = min(lowest.get(tp, begin), begin)
+        data: dict[TopicPartition, list[int]] = {tp: [] for tp in lowest}
+        if lowest:
+            consumer.assign(list(lowest))
+            for tp, begin in lowest.items():
+                consumer.seek(tp, begin)
+            deadline = time.monotonic() + within
+            while True:
+                behind = [tp for tp in lowest if await consumer.position(tp) < ends[tp]]
+                if not behind:
                     break
-            if pending:
-                lag[group] = pending
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"lag: could not read {behind} up to their LSO")
+                for tp, recs in (await consumer.getmany(*behind, timeout_ms=500)).items():
+                    data[tp].extend(r.offset for r in recs if r.offset < ends[tp])
+        lag: dict[str, list[PartitionLag]] = {}
+        for group, offsets in committed.items():
+            for tp, off in sorted(offsets.items()):
+                begin = starts[tp] if off is None or off < 0 else off
+                pending = [o for o in data.get(tp, ()) if o >= begin]
+                if pending:
+                    lag.setdefault(group, []).append(
+                        PartitionLag(
+                            group, tp.topic, tp.partition, off, ends[tp], len(pending), pending[0]
+                        )
+                    )
         return lag
     finally:
         await consumer.stop()
+
+
+async def group_states(bootstrap: str, groups: Sequence[str]) -> dict[str, str]:
+    """`state/members` of consumer groups (diagnostics: an Empty group has no member)."""
+    if not groups:
+        return {}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    out: dict[str, str] = {}
+    try:
+        await admin.start()
+        for response in await admin.describe_consumer_groups(list(groups)):
+            for described in response.groups:
+                # (error_code, group_id, state, protocol_type, protocol, members, ...)
+                name = str(described[1]).rsplit(".handoff.", 1)[-1]
+                out[name] = f"{described[2]}/{len(described[5])} members"
+    except Exception as exc:  # diagnostics only
+        out["?"] = repr(exc)
+    finally:
+        await admin.close()
+    return out
 
 
 # ---- the load and its oracle ----------------------------------------------------------------
@@ -760,6 +965,11 @@ class Verdict:
     missing: list[str]
     recovery_s: float | None
     dlq_without_reason: int = 0
+    took_s: float | None = None
+    """Wall time of the whole scenario (load, fault, recovery, settling, checks)."""
+    restarts: list[Restart] = field(default_factory=list)
+    """Exits of their own that supervision restarted during the fault: part of recovering
+    (like Kubernetes restarting a pod), not a failure by themselves."""
 
     @property
     def ok(self) -> bool:
@@ -775,14 +985,24 @@ class Verdict:
         dlq = ", ".join(f"{n} {reason}" for reason, n in sorted(self.dlq.items())) or "0"
         rec = f"{self.recovery_s:.1f} s" if self.recovery_s is not None else "NOT RECOVERED"
         return (self.fault, str(self.records_in), str(self.accounted), dlq,
-                str(len(self.duplicates)), rec)  # fmt: skip
+                str(len(self.duplicates)), rec, self.restarts_summary())  # fmt: skip
+
+    def restarts_summary(self) -> str:
+        """`0`, or the count with who exited, e.g. `3 (tracking-1 x2, tender_responder)`."""
+        if not self.restarts:
+            return "0"
+        who = Counter(r.instance for r in self.restarts)
+        names = ", ".join(n if c == 1 else f"{n} x{c}" for n, c in sorted(who.items()))
+        return f"{len(self.restarts)} ({names})"
 
     def explain(self) -> str:
         row = self.row()
         parts = [
             f"{self.fault}: in={self.records_in} accounted={self.accounted} dlq=[{row[3]}] "
-            f"duplicates={len(self.duplicates)} recovery={row[5]}"
+            f"duplicates={len(self.duplicates)} recovery={row[5]} restarts={row[6]}"
+            + (f" took={self.took_s:.0f}s" if self.took_s is not None else "")
         ]
+        parts += [f"restarted: {r.describe()}" for r in self.restarts[:8]]
         for title, items in (("missing", self.missing), ("mismatches", self.mismatches),
                              ("duplicates", self.duplicates)):  # fmt: skip
             if items:
@@ -931,15 +1151,19 @@ async def wait_settled(
     while True:
         if pipeline is not None:
             pipeline.supervise_carriers()
-        seen = await Observed.read(bootstrap, prefix)
-        if settled(load, seen) or time.monotonic() > deadline:
-            return await Observed.read(bootstrap, prefix, contact=True)
+        try:
+            seen = await Observed.read(bootstrap, prefix)
+            if settled(load, seen) or time.monotonic() > deadline:
+                return await Observed.read(bootstrap, prefix, contact=True)
+        except Exception:  # a leader moving, a broker still loading: read again
+            if time.monotonic() > deadline + 60:
+                raise
         await asyncio.sleep(2.0)
 
 
 def table(verdicts: Sequence[Verdict]) -> str:
     head = ("fault", "records in", "accounted for", "DLQ entries (reason)", "duplicates",
-            "max recovery")  # fmt: skip
+            "max recovery", "restarts")  # fmt: skip
     rows = [head, *(v.row() for v in verdicts)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"

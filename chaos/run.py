@@ -57,6 +57,8 @@ async def _run(
     print(table(verdicts))
     print(f"\n{len(verdicts)} faults in {time.monotonic() - started:.0f} s")
     print(f"simulated tender responder restarted {pipeline.responder_restarts} time(s)")
+    print(f"service instances restarted by supervision (exited on their own): "
+          f"{len(pipeline.restarts) - pipeline.responder_restarts}")  # fmt: skip
     return 0 if all(v.ok for v in verdicts) else 1
 
 

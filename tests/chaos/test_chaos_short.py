@@ -49,6 +49,7 @@ def _scenario(name: str) -> Scenario:
 async def _prove(pipeline: Pipeline, name: str) -> None:
     verdict = await run_scenario(pipeline, _scenario(name))
     VERDICTS.append(verdict)
+    print(f"\n{verdict.explain()}", flush=True)  # shown with -s, and in the report on failure
     if verdict.recovery_s is None:
         await pipeline.restart_all()  # the next fault starts from a working pipeline
     assert verdict.ok, verdict.explain()

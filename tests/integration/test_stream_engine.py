@@ -336,3 +336,36 @@ async def test_idle_partitions_commit_past_the_upstream_commit_marker(
     finally:
         await probe.stop()
         await engine.stop()
+
+
+async def test_a_wedged_task_fails_the_stage_even_with_its_records_already_fetched(
+    kafka_bootstrap: str, unique_name: str
+) -> None:
+    """The watchdog must see a task that stopped finishing batches although its records
+    were fetched into its queue (the fetch position then shows no lag)."""
+    settings = await _settings(kafka_bootstrap, unique_name)
+    settings = settings.model_copy(update={"stall_timeout_s": 3.0})
+    names = topics.Names(settings.topic_prefix)
+    release = asyncio.Event()
+
+    async def handle(env: Envelope[Event], ctx: Context[Tally]) -> None:
+        await release.wait()  # a handler stuck on something that never answers
+
+    processor = StatefulProcessor(
+        service="carrier_allocation",
+        stage="test",
+        inputs=[SOURCE],
+        changelog=CHANGELOG,
+        codec=MsgpackCodec(Tally),
+        handle=handle,
+    )
+    events = [cancelled("s0", i) for i in range(5)]
+    await _produce(kafka_bootstrap, names(SOURCE), [("s0", *encode(e)) for e in events])
+    engine = StreamEngine(processor, settings)
+    await engine.start()
+    try:
+        await asyncio.wait_for(engine.failure.wait(), 60)
+        assert "finished no batch" in repr(engine.error) or "no progress" in repr(engine.error)
+    finally:
+        release.set()
+        await engine.stop()

@@ -284,6 +284,9 @@ class _Task(Generic[S]):
     paused: bool = False
     next_punctuate: float = 0.0
     next_idle_check: float = 0.0
+    batch_started: float | None = None
+    progress_at: float = field(default_factory=time.monotonic)
+    """When the task last finished a batch (or had nothing to do): the stall watchdog."""
     opening: bool = True
     """Counted in the engine's `_restoring` until its first open ends."""
     committed: dict[TopicPartition, int] = field(default_factory=dict)
@@ -339,6 +342,7 @@ class StreamEngine(Generic[S]):
         self._record_counters: dict[str, Any] = {}
         self._short_names: dict[str, str] = {}
         self._progress: dict[TopicPartition, tuple[int, float]] = {}
+        self._taskless: dict[int, float] = {}
 
     # ---- public surface --------------------------------------------------------------
     @property
@@ -375,6 +379,9 @@ class StreamEngine(Generic[S]):
             rebalance_timeout_ms=60_000,
             fetch_max_wait_ms=self.settings.poll_timeout_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            # aiokafka keeps asking a partition's old leader after a broker fault until
+            # the next metadata refresh (5 min by default): refresh every 30 s.
+            metadata_max_age_ms=30_000,
             **common,
         )
         self._consumer.subscribe(
@@ -482,6 +489,7 @@ class StreamEngine(Generic[S]):
             # done; with the default 100 ms back-off every small transaction waited ~100 ms
             # for nothing (the Java client shortens this back-off too, KAFKA-5477).
             retry_backoff_ms=20,
+            metadata_max_age_ms=30_000,
             client_id=f"{self.group_id}.{partition}",
             **self.settings.kafka_security(),
         )
@@ -789,8 +797,14 @@ class StreamEngine(Generic[S]):
     def _record_lag(self, consumer: AIOKafkaConsumer) -> None:
         now = time.monotonic()
         seen: set[TopicPartition] = set()
+        limit = self.settings.stall_timeout_s
+        queued = {p: len(t.pending) for p, t in self.tasks.items()}
         for tp in consumer.assignment():
-            high = consumer.highwater(tp)
+            # Lag up to the last stable offset: an upstream transaction still open is not
+            # work this stage could do yet.
+            high = consumer.last_stable_offset(tp)
+            if high is None or high < 0:
+                high = consumer.highwater(tp)
             if high is None:
                 continue
             try:
@@ -800,16 +814,17 @@ class StreamEngine(Generic[S]):
             if position is None:
                 continue
             topic = self.names.unprefixed(tp.topic)
-            lag = max(0, high - position)
+            # Records still in the task's queue are fetched but not done: they count.
+            lag = max(0, high - position) + queued.get(tp.partition, 0)
             metrics.LAG.labels(*self._labels, topic, str(tp.partition)).set(lag)
             seen.add(tp)
-            # Stall watchdog: records waiting but the position has not moved for a long
-            # time means this member is wedged (e.g. a task dropped after fencing and no
-            # rebalance came). Fail the stage so the process is restarted.
+            # Stall watchdog, part 1: records waiting but the position has not moved for a
+            # long time means this member is wedged. Fail the stage so the process is
+            # restarted.
             last = self._progress.get(tp)
             if last is None or last[0] != position or lag == 0 or self._restoring:
                 self._progress[tp] = (position, now)
-            elif now - last[1] > self.settings.stall_timeout_s:
+            elif now - last[1] > limit:
                 self._fail(
                     RuntimeError(
                         f"{self.processor.name}: {topic}[{tp.partition}] has {lag} records "
@@ -818,11 +833,43 @@ class StreamEngine(Generic[S]):
                 )
         for tp in set(self._progress) - seen:
             del self._progress[tp]
+        self._watch_tasks(consumer, now, limit)
+
+    def _watch_tasks(self, consumer: AIOKafkaConsumer, now: float, limit: float) -> None:
+        """Stall watchdog, part 2: what the fetch position cannot show. Records already
+        fetched into a task's queue (or a batch in flight) with no batch finished for the
+        stall timeout; or an assigned partition with no task at all (dropped after being
+        fenced, and no rebalance came)."""
+        for task in self.tasks.values():
+            if not task.restored:
+                continue
+            if not task.pending and task.batch_started is None:
+                task.progress_at = now
+            elif now - task.progress_at > limit:
+                self._fail(
+                    RuntimeError(
+                        f"{self.processor.name}: task {task.partition} has "
+                        f"{len(task.pending)} records queued and finished no batch for "
+                        f"{now - task.progress_at:.0f}s"
+                    )
+                )
+        assigned = {tp.partition for tp in consumer.assignment()}
+        for p in assigned - set(self.tasks):
+            since = self._taskless.setdefault(p, now)
+            if now - since > limit:
+                self._fail(
+                    RuntimeError(
+                        f"{self.processor.name}: partition {p} is assigned here but has had "
+                        f"no task for {now - since:.0f}s"
+                    )
+                )
+        for p in set(self._taskless) - (assigned - set(self.tasks)):
+            del self._taskless[p]
 
     async def _process_task(
         self, task: _Task[S], items: list[tuple[TopicPartition, ConsumerRecord]]
     ) -> None:
-        started = time.monotonic()
+        started = task.batch_started = time.monotonic()
         ctx: _Context[S] = _Context(task.partition, task.store, self.clock())
         offsets: dict[TopicPartition, int] = {}
         dlq: list[tuple[str, ConsumerRecord, str, str, str | None, str | None]] = []
@@ -881,7 +928,11 @@ class StreamEngine(Generic[S]):
             if counter is None:
                 counter = counters[topic] = metrics.RECORDS.labels(service, stage, topic)
             counter.inc(n)
-        await self._commit(task, ctx.emits, dlq, offsets)
+        try:
+            await self._commit(task, ctx.emits, dlq, offsets)
+        finally:
+            task.batch_started = None
+            task.progress_at = time.monotonic()
         metrics.BATCH_SECONDS.labels(service, stage).observe(time.monotonic() - started)
 
     async def _commit(

@@ -1,0 +1,117 @@
+"""The chaos harness's supervision (no broker needed): an instance that exits on its own is
+restarted after a back-off and counted with its reason; one the harness retires is not."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from chaos.harness import Instance, Pipeline, Verdict
+
+
+class _Pipeline(Pipeline):
+    """A pipeline whose 'service' is a short Python script: exits with 3 after printing a
+    stage failure, or keeps running when `exit_code` is None."""
+
+    exit_code: int | None = 3
+
+    def _spawn(self, instance: Instance) -> None:
+        script = (
+            "import sys, time; print('stage fold failed: RuntimeError(wedged)', flush=True); "
+            f"sys.exit({self.exit_code})"
+            if self.exit_code is not None
+            else "import time; time.sleep(60)"
+        )
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with (self.logs / f"{instance.name}.log").open("ab") as log:
+            instance.process = subprocess.Popen(
+                [sys.executable, "-c", script], stdout=log, stderr=subprocess.STDOUT
+            )
+        instance.stopped = False
+        instance.retiring = False
+        instance.exited_at = None
+
+
+async def _until(check: object, within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.1)
+
+
+async def test_an_instance_that_exits_on_its_own_is_restarted_with_backoff(
+    tmp_path: Path,
+) -> None:
+    pipeline = _Pipeline("127.0.0.1:1", "t.", tmp_path)
+    pipeline._supervisor = asyncio.create_task(pipeline._supervise_forever())
+    try:
+        instance = pipeline.add("tracking")
+        await _until(lambda: len(pipeline.restarts) >= 3)
+        # Each exit in a row doubles the back-off: 1 s, then 2 s between the restarts.
+        first, second, third = pipeline.restarts[:3]
+        assert second.at - first.at >= 1.0
+        assert third.at - second.at >= 2.0
+        assert instance.exits_in_a_row >= 3
+        assert first.instance == "tracking-1"
+        assert first.exit_code == 3
+        assert "stage fold failed" in first.reason
+        log = (tmp_path / "logs" / "tracking-1.log").read_text()
+        assert "chaos supervisor: exited with 3, restarting" in log
+    finally:
+        await pipeline.stop()
+
+
+async def test_retired_instances_and_a_stopping_pipeline_are_not_restarted(
+    tmp_path: Path,
+) -> None:
+    pipeline = _Pipeline("127.0.0.1:1", "t.", tmp_path)
+    pipeline.exit_code = None  # long-running
+    pipeline._supervisor = asyncio.create_task(pipeline._supervise_forever())
+    try:
+        staying = pipeline.add("tracking")
+        leaving = pipeline.add("tracking")
+        await pipeline.remove(leaving, within=5)  # scale-in: SIGTERM, not a crash
+        await asyncio.sleep(1.5)
+        assert pipeline.restarts == []
+        assert pipeline.instances["tracking"] == [staying]
+    finally:
+        await pipeline.stop()
+    assert staying.process is not None and staying.process.poll() is not None
+    await asyncio.sleep(1.0)
+    assert staying.process.poll() is not None  # nothing came back after stop()
+    assert pipeline.restarts == []
+
+
+def test_restarts_show_in_the_verdict_but_do_not_fail_it() -> None:
+    from collections import Counter
+
+    from chaos.harness import Restart
+
+    verdict = Verdict("f", 10, 10, Counter(), [], [], [], 12.0)
+    verdict.restarts = [
+        Restart("tracking-1", 1, "stage fold failed", 0.0),
+        Restart("tracking-1", 1, "stage fold failed", 1.0),
+        Restart("tender_responder", 1, "CommitFailedError", 2.0),
+    ]
+    assert verdict.ok
+    assert verdict.row()[-1] == "3 (tender_responder, tracking-1 x2)"
+    verdict.missing.append("scan x of s")
+    assert not verdict.ok
+
+
+@pytest.mark.parametrize("code", [0, 1])
+async def test_any_exit_of_its_own_counts_even_a_clean_one(tmp_path: Path, code: int) -> None:
+    pipeline = _Pipeline("127.0.0.1:1", "t.", tmp_path)
+    pipeline.exit_code = code
+    pipeline._supervisor = asyncio.create_task(pipeline._supervise_forever())
+    try:
+        pipeline.add("order_intake")
+        await _until(lambda: len(pipeline.restarts) >= 1)
+        assert pipeline.restarts[0].exit_code == code
+    finally:
+        await pipeline.stop()
