@@ -144,6 +144,17 @@ async def rolling_broker_restart(pipeline: Pipeline, rng: random.Random) -> None
         await _wait_isr(pipeline.bootstrap, pipeline.names(topics.STATE))
 
 
+# ---- combined -------------------------------------------------------------------------------
+
+
+async def combined_faults(pipeline: Pipeline, rng: random.Random) -> None:
+    """Faults at once: a broker paused (SIGSTOP ~15 s) while one instance of every service is
+    SIGKILLed and restarted, then the partition leader of the state topic is SIGKILLed and
+    restarted (the scenario adds a poison flood on every inbound topic)."""
+    await asyncio.gather(pause_broker(pipeline, rng), sigkill_services(pipeline, rng))
+    await kill_partition_leader(pipeline, rng)
+
+
 # ---- poison ---------------------------------------------------------------------------------
 
 
@@ -266,8 +277,13 @@ SHORT: tuple[Scenario, ...] = (
 )
 
 
+COMBINED = Scenario("combined: pause + sigkills + leader kill + poison", combined_faults,
+                    seed=107, poison=True)  # fmt: skip
+
+
 def long_form(scale: int = 5) -> tuple[Scenario, ...]:
-    """The same faults with `scale` times the load (and seeds of their own)."""
+    """The same faults with `scale` times the load (and seeds of their own), then all of
+    them at once (`combined_faults`, long form only)."""
     return tuple(
         Scenario(
             s.name,
@@ -278,7 +294,7 @@ def long_form(scale: int = 5) -> tuple[Scenario, ...]:
             fault_after_s=s.fault_after_s * 2,
             poison=s.poison,
         )
-        for s in SHORT
+        for s in (*SHORT, COMBINED)
     )
 
 
