@@ -25,6 +25,7 @@ from handoff_events.ids import digest
 from handoff_events.values import Location, Proof
 from handoff_tracking.domain import fold as fold_module
 from handoff_tracking.domain.fold import (
+    CARRIER_STATUSES,
     DetectedException,
     FoldInput,
     Milestone,
@@ -52,18 +53,7 @@ from services.tracking.tests.fold_factories import (
 
 SCALE = int(os.environ.get("HANDOFF_PROPERTY_SCALE", "1"))
 
-STATUSES = [
-    "picked_up",
-    "in_transit",
-    "out_for_delivery",
-    "delivery_attempt_failed",
-    "available_for_pickup",
-    "delivered",
-    "exception",
-    "returning_to_sender",
-    "returned_to_sender",
-    "unknown",
-]
+STATUSES = [*sorted(CARRIER_STATUSES), "unknown"]
 
 
 # ---- strategies -------------------------------------------------------------------------
