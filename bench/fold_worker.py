@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from handoff_events.runtime import metrics
-from handoff_events.runtime.app import tune_gc
+from handoff_events.runtime.app import run_service, tune_gc
 from handoff_events.runtime.logging import configure_logging
 from handoff_events.stream.engine import StreamEngine
 from handoff_tracking.domain.exceptions import ExceptionPolicy
@@ -106,12 +106,13 @@ async def run(args: argparse.Namespace) -> None:
                     # The engine may keep restored values encoded until first use; what
                     # they cost once every one is decoded (as a timer over all of them,
                     # or queries, will do) is the other half of the memory story.
-                    began = time.monotonic()
-                    for task in engine.tasks.values():
-                        task.store.materialize()
-                    progress.extra["decode_all_s"] = time.monotonic() - began
-                    gc.collect()
-                    progress.extra["rss_decoded"] = rss_bytes()
+                    if args.decode_all:
+                        began = time.monotonic()
+                        for task in engine.tasks.values():
+                            task.store.materialize()
+                        progress.extra["decode_all_s"] = time.monotonic() - began
+                        gc.collect()
+                        progress.extra["rss_decoded"] = rss_bytes()
             progress.ready = ready
             if engine.failure.is_set():
                 progress.extra["failed"] = repr(engine.error)
@@ -141,7 +142,13 @@ def main() -> None:
     parser.add_argument("--instance", default="bench-0")
     parser.add_argument("--partitions", type=int, default=12)
     parser.add_argument("--restore", action="store_true", help="measure a cold start")
-    asyncio.run(run(parser.parse_args()))
+    parser.add_argument(
+        "--no-decode-all",
+        dest="decode_all",
+        action="store_false",
+        help="with --restore: skip decoding every state afterwards (big stores)",
+    )
+    run_service(run(parser.parse_args()))
 
 
 if __name__ == "__main__":

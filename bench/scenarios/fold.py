@@ -52,7 +52,9 @@ FIXED_RATE = 2_000
 WARMUP_SHIPMENTS = 100
 
 
-def fold_worker(bench: Bench, prefix: str, name: str, restore: bool = False) -> Worker:
+def fold_worker(
+    bench: Bench, prefix: str, name: str, restore: bool = False, decode_all: bool = True
+) -> Worker:
     rep = bench.work / f"{name}.json"
     argv = [
         sys.executable, "-m", "bench.fold_worker",
@@ -61,6 +63,8 @@ def fold_worker(bench: Bench, prefix: str, name: str, restore: bool = False) -> 
     ]  # fmt: skip
     if restore:
         argv.append("--restore")
+        if not decode_all:
+            argv.append("--no-decode-all")
     return spawn(name, argv, bench.logs, report=rep)
 
 

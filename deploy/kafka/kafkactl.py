@@ -599,6 +599,19 @@ def _check_ports(node: Node) -> None:
         )
 
 
+def jit_opts() -> list[str]:
+    """JIT options for the node's JVM: `HANDOFF_KAFKA_JVM_OPTS` if set, else C1 only.
+
+    These nodes run on small shared machines (CI has 2 cores) next to the services
+    under test. With the default tiered JIT, C2 compilation of the broker took 1.2
+    cores for the first minutes of a run (measured per thread during the pipeline
+    benchmark) and starved everything else; C1-only code is a little slower at its
+    peak but there from the start: the ceiling, fold and pipeline benchmarks all ran
+    faster with it (docs/benchmarks.md). Set HANDOFF_KAFKA_JVM_OPTS=" " for the default JIT."""
+    raw = os.environ.get("HANDOFF_KAFKA_JVM_OPTS")
+    return ["-XX:TieredStopAtLevel=1"] if raw is None else raw.split()
+
+
 def _launch(node: Node) -> int:
     """Start the node's JVM detached (own session, stdio to files) and return its pid.
 
@@ -613,6 +626,7 @@ def _launch(node: Node) -> int:
         "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
         "-XX:+ExplicitGCInvokesConcurrent", "-XX:+ExitOnOutOfMemoryError",
         "-Djava.awt.headless=true",
+        *jit_opts(),
         node.marker,
         *_jvm_logging_opts(node),
         "-cp", classpath(),

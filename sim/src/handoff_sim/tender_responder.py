@@ -44,6 +44,7 @@ from handoff_events.contracts import (
 )
 from handoff_events.envelope import DecodeError, Envelope, decode, decode_data, new_envelope
 from handoff_events.ids import digest, event_id
+from handoff_events.runtime.app import run_service
 from handoff_events.runtime.logging import get_logger
 from handoff_events.runtime.publisher import EventPublisher
 from handoff_events.runtime.settings import ServiceSettings
@@ -420,7 +421,7 @@ def main(argv: list[str] | None = None) -> None:
         http_only=frozenset(args.http_only),
     )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_tender_responder(ServiceSettings(), config))
+        run_service(run_tender_responder(ServiceSettings(), config))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
+
+from handoff_events.runtime.app import run_service
 
 from handoff_carrier_allocation.bootstrap import build_app
 from handoff_carrier_allocation.settings import AllocationSettings
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{sorted(cfg.tendering.http)}"
         )
         return
-    asyncio.run(_serve(settings))
+    run_service(_serve(settings))
 
 
 async def _serve(settings: AllocationSettings) -> None:

@@ -205,10 +205,14 @@ async def test_capacity_holds_when_an_instance_is_killed_midway(
     async with responder(settings, slow):
         outcomes, follower = await watch(settings)
         ids = [f"shp_kill_{n:03d}" for n in range(SHIPMENTS)]
-        await feed(settings, ids, hot_first)
+        # Half before the kill, half after: however fast the first half is decided (its
+        # answers may all land in one transaction), the kill falls between decisions.
+        half = SHIPMENTS // 2
+        await feed(settings, ids[:half], hot_first)
         await wait_until(lambda: len(outcomes.decided) >= 10, 30, "the first decisions")
         instances[0].send_signal(signal.SIGKILL)
         decided_at_kill = len(outcomes.decided)
+        await feed(settings, ids[half:], hot_first)
         await wait_until(lambda: len(outcomes.decided) == SHIPMENTS, 50, "every decision")
         await follower.stop()
     instances[1].send_signal(signal.SIGTERM)

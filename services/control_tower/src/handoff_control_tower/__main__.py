@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+from handoff_events.runtime.app import run_service
 
 from handoff_control_tower.bootstrap import ControlTower
 from handoff_control_tower.settings import ControlTowerSettings
@@ -14,7 +14,7 @@ async def _run() -> None:
 
 
 def main() -> None:
-    asyncio.run(_run())
+    run_service(_run())
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
+
+from handoff_events.runtime.app import run_service
 
 from handoff_notifications.bootstrap import build_app
 from handoff_notifications.settings import NotificationSettings
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
         tenants = sorted(notifier.planner.rules.tenants)
         print(f"rules ok: tenants {', '.join(tenants)}; templates {notifier.renderer.directory}")
         return
-    asyncio.run(_serve(settings))
+    run_service(_serve(settings))
 
 
 async def _serve(settings: NotificationSettings) -> None:

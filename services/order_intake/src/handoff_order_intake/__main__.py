@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
+
+from handoff_events.runtime.app import run_service
 
 from handoff_order_intake.adapters.location_file import load_locations
 from handoff_order_intake.bootstrap import build_app
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         catalogue = load_locations(settings.locations_path())
         print(f"{settings.locations_path()}: {len(catalogue)} locations OK")
         return
-    asyncio.run(build_app(settings).run())
+    run_service(build_app(settings).run())
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
+
+from handoff_events.runtime.app import run_service
 
 from handoff_rate_shopping.bootstrap import build_app
 from handoff_rate_shopping.settings import RateShoppingSettings
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
             services = ", ".join(f"{s.code} ({s.service_level})" for s in carrier.services)
             print(f"{carrier.code}: {services}; hubs {', '.join(h.hub_id for h in carrier.hubs)}")
         return
-    asyncio.run(_serve(settings))
+    run_service(_serve(settings))
 
 
 async def _serve(settings: RateShoppingSettings) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Sequence
+
+from handoff_events.runtime.app import run_service
 
 from handoff_returns.bootstrap import build_app
 from handoff_returns.settings import ReturnsSettings
@@ -44,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         config = load_config(settings.policies_path(), settings.locations_path())
         print(f"ok: {len(config.policies)} tenant policies, {len(config.centres)} return centres")
         return
-    asyncio.run(_serve(settings))
+    run_service(_serve(settings))
 
 
 async def _serve(settings: ReturnsSettings) -> None:

@@ -5,8 +5,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
+
+from handoff_events.runtime.app import run_service
 
 from handoff_tracking.bootstrap import build_app, build_fold_app
 from handoff_tracking.settings import TrackingSettings
@@ -23,7 +24,7 @@ async def _run() -> None:
 
 
 def main() -> None:
-    asyncio.run(_run())
+    run_service(_run())
 
 
 if __name__ == "__main__":

@@ -16,10 +16,11 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from typing import Any, TypeVar
 
 import uvicorn
+import uvloop
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -47,6 +48,22 @@ class _QuietServer(uvicorn.Server):
 
 
 log = get_logger("handoff.app")
+
+
+T = TypeVar("T")
+
+
+def run_service(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` for a service process, on uvloop (libuv's event loop).
+
+    Every service is socket-bound (Kafka clients, the HTTP edge), and uvloop does the
+    socket I/O and callback scheduling in C. The webhook benchmark measured the tracking
+    service's CPU per request before and after (docs/benchmarks.md); aiokafka and uvicorn
+    both support it. Tests keep the standard loop (pytest-asyncio), so the engine is
+    tested on both. `HANDOFF_EVENT_LOOP=asyncio` runs the standard loop instead."""
+    if os.environ.get("HANDOFF_EVENT_LOOP", "uvloop") == "asyncio":
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def tune_gc() -> None:

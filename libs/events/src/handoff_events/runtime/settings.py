@@ -46,10 +46,14 @@ class ServiceSettings(BaseSettings):
     punctuate_interval_s: float = 1.0
     shutdown_timeout_s: float = 20.0
     session_timeout_ms: int = 10_000
-    stall_timeout_s: float = 120.0
-    """A stage with records waiting and no progress for this long fails (and is restarted)."""
     """How long the group waits for a silent instance (e.g. after SIGKILL) before its
     partitions move; the broker's floor is group.min.session.timeout.ms (6 s by default)."""
+    stall_timeout_s: float = 120.0
+    """A stage with records waiting and no progress for this long fails (and is restarted)."""
+    txn_retry_backoff_ms: float = 2.0
+    """Wait before retrying a transaction's first AddPartitionsToTxn that the coordinator
+    answered CONCURRENT_TRANSACTIONS (it is still writing the previous commit's markers).
+    aiokafka hard-codes 20 ms, which put 20+ ms into every transaction (docs/decisions/0002)."""
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
