@@ -31,7 +31,17 @@ from handoff_events.values import Location
 from handoff_tracking.ingress.settings import DEV_CARRIER_SECRETS, parse_carrier_secrets
 from handoff_tracking.ingress.signature import signature_header
 
-from bench.common import Row, at_least, provision_catalogue, say, service_env, spawn, wait_for
+from bench.common import (
+    Row,
+    Worker,
+    at_least,
+    provision_catalogue,
+    say,
+    service_env,
+    spawn,
+    stop_workers,
+    wait_for,
+)
 
 if TYPE_CHECKING:
     from bench.run import Bench
@@ -56,6 +66,11 @@ function request()
   return reqs[n]
 end
 """
+
+
+def _cpu(services: list[Worker]) -> float | None:
+    seconds = [cpu_seconds(s.proc.pid) for s in services]
+    return None if None in seconds else sum(s for s in seconds if s is not None)
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -113,17 +128,54 @@ async def run(bench: Bench) -> list[Row]:
     if wrk is None:
         return [Row.na("webhook ingress", "signed events accepted", "events/s",
                        "wrk not installed (apt-get install wrk)", f"≥ {TARGET:,}")]  # fmt: skip
-    prefix = f"hook{bench.stamp}."
+    # The whole tracking service (webhook, join, fold, KPIs, queries in one process), then
+    # the webhook as its own deployment (HANDOFF_TRACKING_STAGES=ingress): the same HTTP
+    # edge without the stages sharing its process (they would run in a second
+    # deployment; here they are not running, so their CPU is not on this machine).
+    rows = await measure(bench, wrk, "all", (1, 20))
+    rows += await measure(bench, wrk, "ingress", (1,))
+    rows += await measure(bench, wrk, "ingress", (1,), processes=2)
+    return rows
+
+
+async def measure(
+    bench: Bench, wrk: str, stages: str, per_requests: tuple[int, ...], processes: int = 1
+) -> list[Row]:
+    prefix = f"hook{stages}{processes}{bench.stamp}."
     await provision_catalogue(bench.bootstrap, prefix)
-    env = service_env(bench.bootstrap, prefix, bench.work / "hook-state", PORT)
-    service = spawn("tracking-webhook", [sys.executable, "-m", "handoff_tracking"], bench.logs, env)
-    bench.workers.append(service)
+    services = []
+    for n in range(processes):
+        env = service_env(bench.bootstrap, prefix, bench.work / f"hook-state-{stages}-{n}", PORT)
+        env["HANDOFF_TRACKING_STAGES"] = stages
+        env["HANDOFF_INSTANCE_ID"] = f"hook-{stages}-{n}"
+        if processes > 1:
+            env["HANDOFF_HTTP_REUSE_PORT"] = "true"  # one port, the kernel spreads connections
+        services.append(spawn(
+            f"tracking-webhook-{stages}-{n}", [sys.executable, "-m", "handoff_tracking"],
+            bench.logs, env,
+        ))  # fmt: skip
+    bench.workers.extend(services)
+    try:
+        return await _measure(bench, wrk, services, prefix, stages, per_requests)
+    finally:
+        stop_workers(services)
+
+
+async def _measure(
+    bench: Bench,
+    wrk: str,
+    services: list[Worker],
+    prefix: str,
+    stages: str,
+    per_requests: tuple[int, ...],
+) -> list[Row]:
     base = f"http://127.0.0.1:{PORT}"
     async with httpx.AsyncClient(base_url=base, timeout=5) as client:
 
         async def ready() -> bool:
-            if not service.alive():
-                raise RuntimeError(f"tracking exited: {service.tail(5)}")
+            for service in services:
+                if not service.alive():
+                    raise RuntimeError(f"tracking exited: {service.tail(5)}")
             try:
                 return (await client.get("/health/ready")).status_code == 200
             except httpx.HTTPError:
@@ -131,30 +183,34 @@ async def run(bench: Bench) -> list[Row]:
 
         if not await wait_for(ready, 180, 0.5):
             raise RuntimeError("the tracking service was not ready within 180 s")
-        # One signed request first: it starts the ownership follower.
-        warm = signed_requests(1, 1, "warm")[0].split("\t")
-        answer = await client.post(
-            "/v1/carriers/swift/events",
-            content=warm[2].encode(),
-            headers={"X-Handoff-Timestamp": warm[0], "X-Handoff-Signature": warm[1],
-                     "Content-Type": "application/json"},
-        )  # fmt: skip
-        if answer.status_code != 202:
-            raise RuntimeError(
-                f"warm-up request answered {answer.status_code}: {answer.text[:200]}"
-            )
+        if len(services) > 1:
+            # One answered; the port is shared, so give the others their start-up too.
+            await asyncio.sleep(3.0)
+        # Signed requests first (each on a new connection, so every process gets some).
+        for line in signed_requests(4 * len(services), 1, "warm"):
+            warm = line.split("\t")
+            answer = await client.post(
+                "/v1/carriers/swift/events",
+                content=warm[2].encode(),
+                headers={"X-Handoff-Timestamp": warm[0], "X-Handoff-Signature": warm[1],
+                         "Content-Type": "application/json", "Connection": "close"},
+            )  # fmt: skip
+            if answer.status_code != 202:
+                raise RuntimeError(
+                    f"warm-up request answered {answer.status_code}: {answer.text[:200]}"
+                )
     script = bench.work / "webhook.lua"
     script.write_text(LUA)
     topic = prefix + topics.CARRIER_TRACKING
     rows = []
-    for per_request in (1, 20):
+    for per_request in per_requests:
         lines = signed_requests(4000 if per_request == 1 else 400, per_request, f"b{per_request}")
-        data = bench.work / f"webhook-{per_request}.tsv"
+        data = bench.work / f"webhook-{stages}-{per_request}.tsv"
         data.write_text("\n".join(lines) + "\n")
         before = await accepted(bench, topic)
         seconds = bench.sizes.webhook_s
-        say(f"webhook: wrk {seconds}s, {per_request} scan(s) per request")
-        cpu_before = cpu_seconds(service.proc.pid)
+        say(f"webhook ({stages}): wrk {seconds}s, {per_request} scan(s) per request")
+        cpu_before = _cpu(services)
         began = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             wrk, "-t2", "-c64", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), base,
@@ -163,10 +219,10 @@ async def run(bench: Bench) -> list[Row]:
         out, _ = await proc.communicate()
         took = time.monotonic() - began
         text = out.decode(errors="replace")
-        (bench.logs / f"wrk-{per_request}.txt").write_text(text)
+        (bench.logs / f"wrk-{stages}-{per_request}.txt").write_text(text)
         await asyncio.sleep(1.0)
         events = await accepted(bench, topic) - before
-        cpu_after = cpu_seconds(service.proc.pid)
+        cpu_after = _cpu(services)
         cpu_note = (
             f"; tracking CPU {(cpu_after - cpu_before) / events * 1e6:,.0f} µs/event"
             if cpu_before is not None and cpu_after is not None and events
@@ -176,11 +232,18 @@ async def run(bench: Bench) -> list[Row]:
         bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
         latency = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", text)
         rate = events / min(took, seconds + 0.5)
+        what = f"signed events accepted, {per_request}/request"
+        if stages == "ingress":
+            what += ", webhook-only " + (
+                "process" if len(services) == 1 else f"x{len(services)} (one port)"
+            )
         rows.append(Row(
-            "webhook ingress", f"signed events accepted, {per_request}/request", rate, "events/s",
+            "webhook ingress", what, rate, "events/s",
             f"≥ {TARGET:,}", at_least(rate, TARGET),
             f"wrk 64 conns: {rps.group(1) if rps else '?'} req/s, "
             f"non-2xx {bad.group(1) if bad else 0}, mean latency "
-            f"{latency.group(1) if latency else '?'}; counted on the broker{cpu_note}",
+            f"{latency.group(1) if latency else '?'}; counted on the broker{cpu_note}"
+            + ("; HANDOFF_TRACKING_STAGES=ingress, stages not running" if stages == "ingress"
+               else "; whole service: webhook + join + fold + KPIs + queries"),
         ))  # fmt: skip
     return rows

@@ -44,6 +44,25 @@ def build_app(
     )
 
 
+def build_ingress_app(
+    settings: TrackingSettings, clock: Callable[[], datetime] | None = None
+) -> ServiceApp:
+    """Only the carrier webhook (no stages, no queries): the HTTP edge as its own
+    deployment, scaled on request load, with the join, fold and queries elsewhere
+    (a second deployment with `HANDOFF_TRACKING_STAGES=all` and no webhook traffic)."""
+    ingress = build_ingress_parts(settings, clock)
+    return ServiceApp(
+        SERVICE,
+        settings,
+        processors=[],
+        routes=list(ingress.routes),
+        openapi=openapi_document(),
+        on_start=[ingress.on_start],
+        on_stop=[ingress.on_stop],
+        clock=clock,
+    )
+
+
 def build_fold_app(settings: TrackingSettings) -> ServiceApp:
     """Only the fold stage (no HTTP routes, no ingress): for focused runs and crash tests."""
     fold = build_fold(

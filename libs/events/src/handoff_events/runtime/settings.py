@@ -36,6 +36,9 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 0
     """0 = the service's default port from SERVICE_PORTS."""
+    http_reuse_port: bool = False
+    """Bind the HTTP port with SO_REUSEPORT, so several processes of one service can
+    serve it side by side (e.g. the tracking webhook edge, one process per core)."""
     state_dir: Path = Path(".run/state")
     log_level: str = "INFO"
     log_json: bool = True
