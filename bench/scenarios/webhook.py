@@ -5,8 +5,14 @@ tracking service (`POST /v1/carriers/{carrier}/events`, HMAC-SHA256 over
 The load comes from `wrk` (a separate process, C, 2 threads, 64 connections) with a Lua
 script that replays requests signed beforehand by this module with the carrier's
 secret (inside the 5-minute replay window). Accepted events are counted on the
-broker (end offsets of the raw carrier topic), not from HTTP answers. Run twice: one
-scan per request (webhooks as EasyPost sends them) and 20 scans per request.
+broker (end offsets of the raw carrier topic), not from HTTP answers.
+
+Four runs: the whole tracking service in one process (webhook, join, fold, KPIs,
+queries) with one scan per request (webhooks as EasyPost sends them) and with 20; then
+the webhook as its own deployment (`HANDOFF_TRACKING_STAGES=ingress`), one process and
+two processes sharing the port (`HANDOFF_HTTP_REUSE_PORT`), one scan per request. The
+stages are not running during the webhook-only runs (in production they run in another
+Deployment, on other cores).
 """
 
 from __future__ import annotations

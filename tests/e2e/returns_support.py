@@ -53,12 +53,26 @@ def _free(port: int) -> bool:
     return True
 
 
+def _ephemeral_floor() -> int:
+    """The lowest port the kernel hands out for outgoing connections (32768 by default)."""
+    try:
+        low = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0]
+        return int(low)
+    except (OSError, IndexError, ValueError):
+        return 32768
+
+
 def free_port_offset(ports: Iterable[int]) -> int:
-    """An offset moving every given base port onto a free one (others may run `make up`)."""
+    """An offset moving every given base port onto a free one (others may run `make up`).
+
+    The block stays below the ephemeral range: a port there can be taken by any
+    outgoing connection (a Kafka client's, say) between this check and the service's
+    bind, which made a service fail with EADDRINUSE at start-up now and then."""
     wanted = list(ports)
+    ceiling = _ephemeral_floor() - max(wanted) - 1
     rng = random.Random()
     for _ in range(200):
-        offset = rng.randrange(20_000, 55_000, 10)
+        offset = rng.randrange(1_000, max(1_010, ceiling), 10)
         if all(_free(p + offset) for p in wanted):
             return offset
     raise RuntimeError("no free block of ports")

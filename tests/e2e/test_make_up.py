@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
-import socket
 import sys
 import time
 from pathlib import Path
@@ -28,28 +26,17 @@ from handoff_events.contracts import KpiSnapshot, ShipmentState
 from handoff_events.runtime.settings import ServiceSettings
 from handoff_events.stream.follow import TopicFollower
 
+from tests.e2e import returns_support
+
 REPO = Path(__file__).resolve().parents[2]
 BASE_PORTS = (2525, 8081, 8082, 8083, 8084, 8085, 8086, 8091, 8092, 8093)
 START_DEADLINE_S = 150.0
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_port_offset() -> int:
-    """An offset that moves every port of the world onto free ports (others may run `make up`)."""
-    rng = random.Random()
-    for _ in range(200):
-        offset = rng.randrange(20_000, 55_000, 10)
-        if all(_free(p + offset) for p in BASE_PORTS):
-            return offset
-    raise RuntimeError("no free block of ports")
+    """An offset that moves every port of the world onto free ports, below the ephemeral
+    range (others may run `make up`)."""
+    return returns_support.free_port_offset(BASE_PORTS)
 
 
 def processes_with(marker: str) -> list[int]:
