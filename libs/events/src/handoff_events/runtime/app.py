@@ -183,7 +183,6 @@ class ServiceApp:
         if self.settings.http_reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((self.settings.http_host, port))
-        sock.set_inheritable(True)
         return sock
 
     def request_stop(self) -> None:
