@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 import pytest
@@ -42,6 +44,20 @@ def cancelled(shipment: str, n: int, reason: str = "ok") -> Envelope[ShipmentCan
     return new_envelope(data, source="test", tenant_id="acme", id=f"{shipment}-{n}")
 
 
+def tally_stage(
+    handle: Callable[[Envelope[Event], Context[Tally]], Any],
+) -> StatefulProcessor[Tally]:
+    """The test stage over SOURCE with a Tally changelog, around `handle`."""
+    return StatefulProcessor(
+        service="carrier_allocation",
+        stage="test",
+        inputs=[SOURCE],
+        changelog=CHANGELOG,
+        codec=MsgpackCodec(Tally),
+        handle=handle,
+    )
+
+
 def tally_processor(output_emits: bool = True) -> StatefulProcessor[Tally]:
     def handle(env: Envelope[Event], ctx: Context[Tally]) -> None:
         data = env.data
@@ -62,14 +78,7 @@ def tally_processor(output_emits: bool = True) -> StatefulProcessor[Tally]:
                 new_envelope(data, source="test", tenant_id=env.tenant_id, caused_by=env.id),
             )
 
-    return StatefulProcessor(
-        service="carrier_allocation",
-        stage="test",
-        inputs=[SOURCE],
-        changelog=CHANGELOG,
-        codec=MsgpackCodec(Tally),
-        handle=handle,
-    )
+    return tally_stage(handle)
 
 
 async def _settings(kafka_bootstrap: str, unique_name: str) -> ServiceSettings:
@@ -351,14 +360,7 @@ async def test_a_wedged_task_fails_the_stage_even_with_its_records_already_fetch
     async def handle(env: Envelope[Event], ctx: Context[Tally]) -> None:
         await release.wait()  # a handler stuck on something that never answers
 
-    processor = StatefulProcessor(
-        service="carrier_allocation",
-        stage="test",
-        inputs=[SOURCE],
-        changelog=CHANGELOG,
-        codec=MsgpackCodec(Tally),
-        handle=handle,
-    )
+    processor = tally_stage(handle)
     events = [cancelled("s0", i) for i in range(5)]
     await _produce(kafka_bootstrap, names(SOURCE), [("s0", *encode(e)) for e in events])
     engine = StreamEngine(processor, settings)
