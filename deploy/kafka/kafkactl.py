@@ -382,6 +382,10 @@ def _render_config(node: Node) -> str:
         # much less work on a shared 2-core machine.
         "offsets.topic.num.partitions": "10",
         "transaction.state.log.num.partitions": "10",
+        # A stream stage killed mid-transaction holds its outputs back until the broker
+        # aborts the transaction (transaction_timeout_ms, 10 s): look for timed-out ones
+        # every second, not every 10 s (docs/decisions/0002, "Group fencing").
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000",
         # Small thread pools: these nodes serve tests, not production traffic.
         "num.network.threads": "2",
         "num.io.threads": "4",

@@ -599,7 +599,7 @@ def groups_table() -> str:
             group = f"handoff.{service}.{stage.name}"
             inputs = "<br>".join(f"`{t}`" for t in stage.inputs)
             rows.append(
-                f"| {service} | {stage.name} | `{group}` | `{group}.<partition>` | {inputs} |"
+                f"| {service} | {stage.name} | `{group}` | `{group}.<instance>` | {inputs} |"
             )
     return "\n".join(rows)
 

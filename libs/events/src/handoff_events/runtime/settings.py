@@ -57,6 +57,12 @@ class ServiceSettings(BaseSettings):
     """Wait before retrying a transaction's first AddPartitionsToTxn that the coordinator
     answered CONCURRENT_TRANSACTIONS (it is still writing the previous commit's markers).
     aiokafka hard-codes 20 ms, which put 20+ ms into every transaction (docs/decisions/0002)."""
+    transaction_timeout_ms: int = 10_000
+    """How long the broker keeps a stream stage's transaction open before aborting it.
+    An instance killed mid-transaction holds back its output partitions (read_committed
+    readers wait at the open transaction) until this expires, unless it restarts under
+    the same HANDOFF_INSTANCE_ID; Kafka Streams uses 10 s for the same reason. A batch
+    (handling plus commit) must finish well inside it (docs/decisions/0002)."""
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None

@@ -43,6 +43,7 @@ import functools
 import heapq
 import inspect
 import os
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -62,7 +63,9 @@ from handoff_events.runtime import metrics
 from handoff_events.runtime.logging import bind_record, get_logger, unbind_record
 from handoff_events.runtime.publisher import key_partition
 from handoff_events.runtime.settings import ServiceSettings
+from handoff_events.stream import kip447
 from handoff_events.stream.api import Emit, MsgpackCodec, Rejected, StateCodec, StatefulProcessor
+from handoff_events.stream.kip447 import GroupGeneration
 from handoff_events.topics import BY_NAME, Names
 
 S = TypeVar("S")
@@ -77,6 +80,8 @@ _YIELD_EVERY = 256
 _CALLBACK_STEP_S = 10.0
 _OPEN_TASK_S = 300.0
 _IDLE_CHECK_S = 2.0
+_FENCED_WINDOW_S = 60.0
+_FENCED_LIMIT = 3
 
 
 def _utcnow() -> datetime:
@@ -273,14 +278,13 @@ class _Context(Generic[S]):
 @dataclass
 class _Task(Generic[S]):
     partition: int
-    producer: AIOKafkaProducer
     store: TaskStore[S]
     restored: bool = False
     changelog_end: int = 0
     pending: list[tuple[TopicPartition, ConsumerRecord]] = field(default_factory=list)
     """Fetched, not yet handled (not committed: dropped if the task closes or resets)."""
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    runner: asyncio.Task[None] | None = None
+    opener: asyncio.Task[None] | None = None
+    """Opens the task (committed offsets, restore) side by side with the other tasks."""
     closing: bool = False
     paused: bool = False
     next_punctuate: float = 0.0
@@ -291,7 +295,32 @@ class _Task(Generic[S]):
     opening: bool = True
     """Counted in the engine's `_restoring` until its first open ends."""
     committed: dict[TopicPartition, int] = field(default_factory=dict)
-    """Input offsets this task has committed (to skip idle commits that change nothing)."""
+    """The group's committed offset of each input partition (read when the task opens,
+    moved by every commit). Every transaction re-commits them for the tasks it covers,
+    so even a batch of timer output is checked against the group generation."""
+
+
+@dataclass
+class _Tick(Generic[S]):
+    """A timer run inside a batch: what it took from the due index, to settle afterwards."""
+
+    task: _Task[S]
+    store: TaskStore[S]
+    taken: list[tuple[str, float]]
+
+
+@dataclass
+class _Batch(Generic[S]):
+    """One transaction's worth of work, across every task that had something to do."""
+
+    generation: GroupGeneration
+    tasks: list[_Task[S]] = field(default_factory=list)
+    emits: list[Emit] = field(default_factory=list)
+    dlq: list[tuple[str, ConsumerRecord, str, str, str | None, str | None]] = field(
+        default_factory=list
+    )
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    ticks: list[_Tick[S]] = field(default_factory=list)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -319,6 +348,9 @@ class StreamEngine(Generic[S]):
         self.clock = clock or _utcnow
         self.names = Names(settings.topic_prefix)
         self.group_id = self.names.group(processor.service, processor.stage)
+        self.transactional_id = _claim_transactional_id(
+            f"{self.group_id}.{settings.instance_id or socket.gethostname() + '-' + str(os.getpid())}"
+        )
         self.codec: StateCodec[S] | None = processor.codec
         if processor.changelog and self.codec is None:
             raise ValueError(f"{processor.name}: a changelog needs a codec")
@@ -326,8 +358,13 @@ class StreamEngine(Generic[S]):
         self.failure = asyncio.Event()
         self.error: BaseException | None = None
         self._lock = asyncio.Lock()
+        self._batch_lock = asyncio.Lock()
+        """Held while a batch is handled and committed; a revocation waits for it."""
+        self._wake = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        self._batch_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._joined = False
         self._restoring = 0
@@ -344,7 +381,9 @@ class StreamEngine(Generic[S]):
         self._short_names: dict[str, str] = {}
         self._progress: dict[TopicPartition, tuple[int, float]] = {}
         self._taskless: dict[int, float] = {}
+        self._fenced_at: list[float] = []
         shorten_txn_backoff(settings.txn_retry_backoff_ms)
+        kip447.install()
 
     # ---- public surface --------------------------------------------------------------
     @property
@@ -366,6 +405,9 @@ class StreamEngine(Generic[S]):
         }
 
     async def start(self) -> None:
+        # The producer first: starting it fences this instance's previous incarnation
+        # (same transactional id) and aborts its open transaction before anything is read.
+        self._producer = await self._open_producer()
         common = self.settings.kafka_security()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
@@ -391,42 +433,60 @@ class StreamEngine(Generic[S]):
         )
         await self._consumer.start()
         self._loop_task = asyncio.create_task(self._run(), name=f"engine:{self.processor.name}")
+        self._batch_task = asyncio.create_task(
+            self._batch_loop(), name=f"batches:{self.processor.name}"
+        )
 
     async def stop(self) -> None:
-        """Finish the batch in flight (it commits), close task producers, leave the group."""
+        """Finish the batch in flight (it commits), close the tasks, leave the group."""
         self._stopping = True
-        if self._loop_task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+        self._wake.set()
+        for runner in (self._loop_task, self._batch_task):
+            if runner is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner
         async with self._lock:
             for task in list(self.tasks.values()):
-                await self._finish_runner(task)
+                await self._cancel_opener(task)
+                task.pending.clear()
             if self.processor.punctuate is not None and not self.failure.is_set():
                 # A last tick records what timers finished since the previous one (e.g.
                 # sends that completed), so a clean shutdown does not leave them to be redone.
-                for task in list(self.tasks.values()):
-                    with contextlib.suppress(Exception):
-                        await self._punctuate_task(task)
+                for task in self.tasks.values():
+                    task.next_punctuate = 0.0
+                with contextlib.suppress(Exception):
+                    async with self._batch_lock:
+                        await self._run_batch()
             for task in list(self.tasks.values()):
                 await self._close_task(task, clean=not self.failure.is_set())
             self.tasks.clear()
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._producer.stop(), _CALLBACK_STEP_S)
+            self._producer = None
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
+        _IN_USE.discard(self.transactional_id)
         metrics.ASSIGNED.labels(*self._labels).set(0)
 
     # ---- rebalance -------------------------------------------------------------------
     async def _on_revoked(self, revoked: list[TopicPartition]) -> None:
-        async def close(task: _Task[S]) -> None:
-            # The batch in flight commits (the generation is still valid here); what is
-            # only queued is dropped: the next owner reads it again.
-            await self._finish_runner(task)
-            await self._close_task(task, clean=True)
-
         async with self._lock:
             leaving = [self.tasks.pop(p, None) for p in sorted({tp.partition for tp in revoked})]
-            # Side by side: the group waits for this callback (see _on_assigned).
-            await asyncio.gather(*(close(t) for t in leaving if t is not None))
+            tasks = [t for t in leaving if t is not None]
+            for task in tasks:
+                task.closing = True
+            await asyncio.gather(*(self._cancel_opener(t) for t in tasks))
+            # The batch in flight commits (the generation is still valid here); what is
+            # only queued is dropped: the next owner reads it again. Bounded: a callback
+            # that hangs gets the member dropped from its group.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._batch_lock.acquire(), _OPEN_TASK_S)
+                self._batch_lock.release()
+            for task in tasks:
+                task.pending.clear()
+            await asyncio.gather(*(self._close_task(t, clean=True) for t in tasks))
             metrics.ASSIGNED.labels(*self._labels).set(len(self.tasks))
 
     async def _on_assigned(self, assigned: list[TopicPartition]) -> None:
@@ -439,19 +499,17 @@ class StreamEngine(Generic[S]):
         async with self._lock:
             new = [p for p in partitions if p not in self.tasks]
             self._consumer.resume(*(tp for tp in assigned if tp.partition in self.tasks))
-            # Each new task opens and restores in its own runner, side by side and outside
-            # this callback: a callback that takes longer than the session timeout (12
-            # producers and restores in a row did) gets the member evicted, and the
-            # group rebalances again, forever. Partitions stay paused until then.
+            # Each new task opens and restores in its own coroutine, side by side and
+            # outside this callback: a callback that takes longer than the session timeout
+            # (12 restores in a row did) gets the member evicted, and the group rebalances
+            # again, forever. Partitions stay paused until then.
             self._restoring += len(new)
             for p in new:
-                task: _Task[S] = _Task(
-                    partition=p,
-                    producer=self._new_producer(p),
-                    store=TaskStore(self.codec, self.processor.due),
-                )
+                task: _Task[S] = _Task(partition=p, store=TaskStore(self.codec, self.processor.due))
                 self.tasks[p] = task
-                self._start_runner(task)
+                task.opener = asyncio.create_task(
+                    self._open_task(task), name=f"open:{self.processor.name}:{p}"
+                )
             self._joined = True
             metrics.ASSIGNED.labels(*self._labels).set(len(self.tasks))
         log.info("assigned", stage=self.processor.name, partitions=partitions)
@@ -466,43 +524,72 @@ class StreamEngine(Generic[S]):
                         "others: inputs are not co-partitioned (partition counts differ?)"
                     )
 
+    async def _open_task(self, task: _Task[S]) -> None:
+        """A task that cannot be opened in time (unreachable coordinator, stuck restore)
+        fails the stage loudly: a restart is a recovery, a silently idle member is not."""
+        try:
+            await asyncio.wait_for(self._prepare(task), _OPEN_TASK_S)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._fail(exc)
+        finally:
+            self._opened(task)
+
     async def _prepare(self, task: _Task[S]) -> None:
-        """Open a new task: its producer (fencing the previous owner), then its restore."""
-        await self._start_producer(task.producer)
+        """Committed offsets first (stable: an in-flight transaction of the previous owner
+        has ended, committed or aborted), then the store from the changelog, then the
+        inputs resume exactly where the committed offsets say."""
+        assert self._consumer is not None
+        partitions = self._task_partitions(task.partition)
+        committed = await kip447.fetch_stable_offsets(self._consumer, partitions, _OPEN_TASK_S)
         await self._restore(task)
+        missing = [tp for tp in partitions if committed.get(tp) is None]
+        if missing:  # never committed: from the start of the log (auto_offset_reset)
+            begin = await self._consumer.beginning_offsets(missing)
+            committed.update({tp: int(begin[tp]) for tp in missing})
+        if task.closing:
+            return
+        task.pending.clear()
+        task.committed = {tp: int(offset) for tp, offset in committed.items() if offset is not None}
+        for tp, offset in task.committed.items():
+            self._consumer.seek(tp, offset)
+        task.paused = False
+        task.restored = True
+        self._consumer.resume(*partitions)
+        self._wake.set()
 
-    async def _open_producer(self, partition: int) -> AIOKafkaProducer:
-        producer = self._new_producer(partition)
-        await self._start_producer(producer)
-        return producer
+    async def _cancel_opener(self, task: _Task[S]) -> None:
+        opener, task.opener = task.opener, None
+        if opener is not None and not opener.done():
+            opener.cancel()
+            with contextlib.suppress(BaseException):
+                await opener
+        self._opened(task)  # (if it was cancelled before it even started)
 
-    def _new_producer(self, partition: int) -> AIOKafkaProducer:
-        return AIOKafkaProducer(
+    async def _open_producer(self) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
-            transactional_id=f"{self.group_id}.{partition}",
+            transactional_id=self.transactional_id,
             enable_idempotence=True,
             acks="all",
             linger_ms=1,
             max_batch_size=512 * 1024,
-            transaction_timeout_ms=60_000,
+            transaction_timeout_ms=self.settings.transaction_timeout_ms,
             request_timeout_ms=30_000,
-            # After a commit the coordinator still writes the markers, and the next
-            # transaction's first request is answered CONCURRENT_TRANSACTIONS until it is
-            # done; with the default 100 ms back-off every small transaction waited ~100 ms
-            # for nothing (the Java client shortens this back-off too, KAFKA-5477).
+            # See shorten_txn_backoff for the back-off after CONCURRENT_TRANSACTIONS.
             retry_backoff_ms=20,
             metadata_max_age_ms=30_000,
-            client_id=f"{self.group_id}.{partition}",
+            client_id=self.transactional_id,
             **self.settings.kafka_security(),
         )
-
-    async def _start_producer(self, producer: AIOKafkaProducer) -> None:
         await producer.start()
-        # Begin+commit an empty transaction: this waits for the producer id, which
-        # is the moment the previous owner of this transactional id is fenced and
-        # its open transaction aborted -- before we read the changelog.
+        # Begin+commit an empty transaction: this waits for the producer id, which is the
+        # moment a previous incarnation of this transactional id is fenced and its open
+        # transaction aborted.
         await producer.begin_transaction()
         await producer.commit_transaction()
+        return producer
 
     async def _close_task(self, task: _Task[S], clean: bool) -> None:
         # Bounded: this runs inside a rebalance callback, and a callback that hangs on an
@@ -510,8 +597,6 @@ class StreamEngine(Generic[S]):
         if clean and task.restored and self.processor.changelog:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._write_snapshot(task), _CALLBACK_STEP_S)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task.producer.stop(), _CALLBACK_STEP_S)
 
     # ---- restore ---------------------------------------------------------------------
     def _snapshot_path(self, partition: int) -> Path:
@@ -569,7 +654,6 @@ class StreamEngine(Generic[S]):
 
     async def _restore(self, task: _Task[S]) -> None:
         if not self.processor.changelog:
-            task.restored = True
             return
         assert self.codec is not None
         started = time.monotonic()
@@ -610,7 +694,6 @@ class StreamEngine(Generic[S]):
         finally:
             await reader.stop()
         task.store.restored()
-        task.restored = True
         task.changelog_end = end
         metrics.RESTORE_SECONDS.labels(*self._labels).observe(time.monotonic() - started)
         metrics.RESTORED_RECORDS.labels(*self._labels).inc(count)
@@ -623,15 +706,16 @@ class StreamEngine(Generic[S]):
             seconds=round(time.monotonic() - started, 3),
         )
 
-    # ---- the loop --------------------------------------------------------------------
+    # ---- the loops -------------------------------------------------------------------
     def _fail(self, exc: BaseException) -> None:
         if self.error is None:
             self.error = exc
             log.error("stage failed", stage=self.processor.name, error=repr(exc))
         self.failure.set()
+        self._wake.set()
 
     async def _run(self) -> None:
-        """The poll loop: fetch, hand each task its records, watch lag and the runners."""
+        """The poll loop: fetch, hand each task its records, watch lag and the tasks."""
         assert self._consumer is not None
         consumer = self._consumer
         try:
@@ -667,41 +751,13 @@ class StreamEngine(Generic[S]):
                     consumer.seek(tp, records[0].offset)
                 continue
             task.pending.extend((tp, r) for r in records)
-            task.wake.set()
+            self._wake.set()
             if not task.paused and len(task.pending) >= high_water:
                 task.paused = True
                 consumer.pause(*self._task_partitions(task.partition))
 
     def _task_partitions(self, partition: int) -> list[TopicPartition]:
         return [TopicPartition(t, partition) for t in self._accept]
-
-    def _start_runner(self, task: _Task[S]) -> None:
-        task.next_punctuate = 0.0
-        task.runner = asyncio.create_task(
-            self._task_loop(task), name=f"task:{self.processor.name}:{task.partition}"
-        )
-
-    async def _finish_runner(self, task: _Task[S]) -> None:
-        """Stop a task's loop after the batch in flight (bounded: see _close_task)."""
-        task.closing = True
-        task.wake.set()
-        runner, task.runner = task.runner, None
-        if runner is None or runner is asyncio.current_task():
-            return
-        if not task.restored:  # still opening: nothing in flight to wait for
-            runner.cancel()
-            with contextlib.suppress(BaseException):
-                await runner
-            self._opened(task)  # (if it was cancelled before it even started)
-            task.pending.clear()
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(runner), _OPEN_TASK_S)
-        except Exception:
-            runner.cancel()
-            with contextlib.suppress(BaseException):
-                await runner
-        task.pending.clear()
 
     def _positions(self, task: _Task[S]) -> dict[TopicPartition, int]:
         """The consumer's position of each input partition of the task (the next offset it
@@ -716,172 +772,109 @@ class StreamEngine(Generic[S]):
                     out[tp] = int(position)
         return out
 
-    async def _commit_idle_position(self, task: _Task[S]) -> None:
-        """Nothing queued: move the committed offsets up to the consumer's position when it
-        is ahead of them. Upstream transactions end with a commit marker the engine never
-        handles, so the last committed offset of an idle partition would stay one short of
-        the log end forever -- a phantom lag for monitoring, autoscalers (KEDA reads the
-        committed offsets) and operators. Everything below the position was handed to this
-        task and handled (the queue is empty), so committing it is exact."""
-        now = time.monotonic()
-        if now < task.next_idle_check or task.closing:
-            return
-        task.next_idle_check = now + _IDLE_CHECK_S
-        assert self._consumer is not None
-        positions = self._positions(task)
-        for tp in positions:
-            if tp not in task.committed:  # first look since the task opened: ask the group
-                with contextlib.suppress(Exception):
-                    task.committed[tp] = int(await self._consumer.committed(tp) or 0)
-        ahead = {tp: pos for tp, pos in positions.items() if pos > task.committed.get(tp, pos)}
-        if ahead and not task.pending:
-            await self._commit(task, [], [], ahead)
-
     def _opened(self, task: _Task[S]) -> None:
         """The task is no longer opening (restored, failed or cancelled): readiness count."""
         if task.opening:
             task.opening = False
             self._restoring -= 1
 
-    def _task_done(self, task: _Task[S]) -> bool:
-        return task.closing or self._stopping
+    def _live(self) -> list[_Task[S]]:
+        return [t for t in self.tasks.values() if t.restored and not t.closing]
 
-    async def _task_loop(self, task: _Task[S]) -> None:
-        """One task: take what is queued, handle it, commit; run the timer when it is due."""
-        punctuate = self.processor.punctuate
-        limit = self.settings.max_batch_records
+    async def _batch_loop(self) -> None:
+        """One transaction at a time for the whole instance: take what every task has
+        queued, handle it, run the timers that are due, and commit it all at once."""
         try:
-            if not task.restored:
-                try:
-                    # A task that cannot be opened in time (unreachable transaction
-                    # coordinator, stuck restore) fails the stage loudly: a restart is a
-                    # recovery, a silently idle member is not.
-                    await asyncio.wait_for(self._prepare(task), _OPEN_TASK_S)
-                finally:
-                    self._opened(task)
-                if self._task_done(task):
-                    return
-                assert self._consumer is not None
-                self._consumer.resume(*self._task_partitions(task.partition))
-            while not self._task_done(task):
-                if not task.pending:
+            while not self._stopping and not self.failure.is_set():
+                live = self._live()
+                if not any(t.pending for t in live):
+                    now = time.monotonic()
                     wait = _IDLE_CHECK_S
-                    if punctuate is not None:
-                        wait = min(wait, max(0.0, task.next_punctuate - time.monotonic()))
+                    if self.processor.punctuate is not None:
+                        for task in live:
+                            wait = min(wait, max(0.0, task.next_punctuate - now))
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(task.wake.wait(), wait)
-                    task.wake.clear()
-                    if self._task_done(task):
+                        await asyncio.wait_for(self._wake.wait(), wait)
+                    self._wake.clear()
+                    if self._stopping or self.failure.is_set():
                         break
-                    if not task.pending:
-                        await self._commit_idle_position(task)
-                if task.pending:
-                    items, task.pending = task.pending[:limit], task.pending[limit:]
-                    if task.paused and len(task.pending) < limit:
-                        task.paused = False
-                        assert self._consumer is not None
-                        self._consumer.resume(*self._task_partitions(task.partition))
-                    # Merge co-partitioned inputs by record time (then input order): stable.
-                    items.sort(key=_timestamp)
-                    await self._process_task(task, items)
-                    task.next_idle_check = time.monotonic() + _IDLE_CHECK_S
-                if punctuate is not None and time.monotonic() >= task.next_punctuate:
-                    task.next_punctuate = time.monotonic() + self._punctuate_every
-                    if not task.closing and self.tasks.get(task.partition) is task:
-                        await self._punctuate_task(task)
-                if self.tasks.get(task.partition) is not task:
-                    return  # dropped (fenced): the rebalance decides who owns it now
+                async with self._batch_lock:
+                    await self._run_batch()
+                await asyncio.sleep(0)  # let the poll loop and rebalance callbacks in
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self._fail(exc)
 
-    def _record_lag(self, consumer: AIOKafkaConsumer) -> None:
+    async def _run_batch(self) -> None:
+        assert self._consumer is not None
+        live = self._live()
+        if not live:
+            return
+        started = time.monotonic()
+        batch: _Batch[S] = _Batch(kip447.group_generation(self._consumer))
+        busy = sum(1 for t in live if t.pending) or 1
+        share = max(64, -(-self.settings.max_batch_records // busy))
+        punctuate = self.processor.punctuate
         now = time.monotonic()
-        seen: set[TopicPartition] = set()
-        limit = self.settings.stall_timeout_s
-        queued = {p: len(t.pending) for p, t in self.tasks.items()}
-        for tp in consumer.assignment():
-            # Lag up to the last stable offset: an upstream transaction still open is not
-            # work this stage could do yet.
-            high = consumer.last_stable_offset(tp)
-            if high is None or high < 0:
-                high = consumer.highwater(tp)
-            if high is None:
-                continue
+        for task in live:
+            took = False
+            # Upstream transactions end with a commit marker the engine never handles, so
+            # committing "last handled + 1" would leave a drained partition one short of
+            # the log end forever: a phantom lag for monitoring, KEDA and operators. When a
+            # task's queue is empty, everything below the consumer's position was handed
+            # to it, so the position itself is the exact offset to commit. It is read
+            # before any await (nothing can be queued for the task in between).
+            reach: dict[TopicPartition, int] | None = None
+            if task.pending:
+                items, task.pending = task.pending[:share], task.pending[share:]
+                if not task.pending:
+                    reach = self._positions(task)
+                if task.paused and len(task.pending) < self.settings.max_batch_records:
+                    task.paused = False
+                    self._consumer.resume(*self._task_partitions(task.partition))
+                # Merge co-partitioned inputs by record time (then input order): stable.
+                items.sort(key=_timestamp)
+                task.batch_started = started
+                await self._handle(task, items, batch)
+                took = True
+            elif now >= task.next_idle_check:
+                task.next_idle_check = now + _IDLE_CHECK_S
+                reach = self._positions(task)
+            if punctuate is not None and now >= task.next_punctuate:
+                task.next_punctuate = now + self._punctuate_every
+                await self._tick(task, batch)
+                took = True
+            if reach:
+                for tp, position in reach.items():
+                    if position > max(task.committed.get(tp, position), batch.offsets.get(tp, 0)):
+                        batch.offsets[tp] = position
+                        took = True
+            if took:
+                batch.tasks.append(task)
+        if batch.tasks:
             try:
-                position = consumer._subscription.subscription.assignment.state_value(tp).position
-            except Exception:
-                continue
-            if position is None:
-                continue
-            topic = self.names.unprefixed(tp.topic)
-            # Records still in the task's queue are fetched but not done: they count.
-            lag = max(0, high - position) + queued.get(tp.partition, 0)
-            metrics.LAG.labels(*self._labels, topic, str(tp.partition)).set(lag)
-            seen.add(tp)
-            # Stall watchdog, part 1: records waiting but the position has not moved for a
-            # long time means this member is wedged. Fail the stage so the process is
-            # restarted.
-            last = self._progress.get(tp)
-            if last is None or last[0] != position or lag == 0 or self._restoring:
-                self._progress[tp] = (position, now)
-            elif now - last[1] > limit:
-                self._fail(
-                    RuntimeError(
-                        f"{self.processor.name}: {topic}[{tp.partition}] has {lag} records "
-                        f"waiting and made no progress for {now - last[1]:.0f}s"
-                    )
-                )
-        for tp in set(self._progress) - seen:
-            del self._progress[tp]
-        self._watch_tasks(consumer, now, limit)
+                await self._commit(batch)
+            finally:
+                done = time.monotonic()
+                for task in batch.tasks:
+                    task.batch_started = None
+                    task.progress_at = done
+            metrics.BATCH_SECONDS.labels(*self._labels).observe(time.monotonic() - started)
 
-    def _watch_tasks(self, consumer: AIOKafkaConsumer, now: float, limit: float) -> None:
-        """Stall watchdog, part 2: what the fetch position cannot show. Records already
-        fetched into a task's queue (or a batch in flight) with no batch finished for the
-        stall timeout; or an assigned partition with no task at all (dropped after being
-        fenced, and no rebalance came)."""
-        for task in self.tasks.values():
-            if not task.restored:
-                continue
-            if not task.pending and task.batch_started is None:
-                task.progress_at = now
-            elif now - task.progress_at > limit:
-                self._fail(
-                    RuntimeError(
-                        f"{self.processor.name}: task {task.partition} has "
-                        f"{len(task.pending)} records queued and finished no batch for "
-                        f"{now - task.progress_at:.0f}s"
-                    )
-                )
-        assigned = {tp.partition for tp in consumer.assignment()}
-        for p in assigned - set(self.tasks):
-            since = self._taskless.setdefault(p, now)
-            if now - since > limit:
-                self._fail(
-                    RuntimeError(
-                        f"{self.processor.name}: partition {p} is assigned here but has had "
-                        f"no task for {now - since:.0f}s"
-                    )
-                )
-        for p in set(self._taskless) - (assigned - set(self.tasks)):
-            del self._taskless[p]
-
-    async def _process_task(
-        self, task: _Task[S], items: list[tuple[TopicPartition, ConsumerRecord]]
+    async def _handle(
+        self, task: _Task[S], items: list[tuple[TopicPartition, ConsumerRecord]], batch: _Batch[S]
     ) -> None:
-        started = task.batch_started = time.monotonic()
-        ctx: _Context[S] = _Context(task.partition, task.store, self.clock())
-        offsets: dict[TopicPartition, int] = {}
-        dlq: list[tuple[str, ConsumerRecord, str, str, str | None, str | None]] = []
+        ctx: _Context[S] = _Context(task.partition, task.store, self.clock(), emits=batch.emits)
+        offsets = batch.offsets
+        dlq = batch.dlq
         handle = self.processor.handle
         service, stage = self._labels
         counted: dict[str, int] = {}
         short = self._short_names
         for position, (tp, record) in enumerate(items):
             if position and not position % _YIELD_EVERY:
-                # Let heartbeats, HTTP requests and other tasks run during a long batch.
+                # Let heartbeats, HTTP requests and the poll loop run during a long batch.
                 await asyncio.sleep(0)
             offsets[tp] = record.offset + 1
             topic = short.get(tp.topic)
@@ -930,44 +923,59 @@ class StreamEngine(Generic[S]):
             if counter is None:
                 counter = counters[topic] = metrics.RECORDS.labels(service, stage, topic)
             counter.inc(n)
-        try:
-            await self._commit(task, ctx.emits, dlq, offsets)
-        finally:
-            task.batch_started = None
-            task.progress_at = time.monotonic()
-        metrics.BATCH_SECONDS.labels(service, stage).observe(time.monotonic() - started)
 
-    async def _commit(
-        self,
-        task: _Task[S],
-        emits: list[Emit],
-        dlq: list[tuple[str, ConsumerRecord, str, str, str | None, str | None]],
-        offsets: dict[TopicPartition, int],
-    ) -> bool:
-        """One transaction for the batch; True if it committed (or there was nothing)."""
-        staged = task.store.staged()
-        if not emits and not dlq and not offsets and not staged:
-            return True
-        producer = task.producer
+    async def _tick(self, task: _Task[S], batch: _Batch[S]) -> None:
+        """The processor's timer for one task, inside the batch (after its records)."""
+        punctuate = self.processor.punctuate
+        assert punctuate is not None
+        store = task.store
+        ctx: _Context[S] = _Context(task.partition, store, self.clock(), emits=batch.emits)
+        taken: list[tuple[str, float]] = []
+        if self.processor.due is not None:
+            taken = store.take_due(ctx.now.timestamp())
+            ctx.due_keys = [key for key, _ in taken]
+        mark = len(batch.emits)
+        try:
+            result = punctuate(ctx)
+            if inspect.isawaitable(result):
+                await result
+            store.keep_record()
+        except Exception:
+            del batch.emits[mark:]
+            store.drop_record()
+            store.settle_due(taken, done=False)
+            log.exception("punctuator failed", stage=self.processor.name)
+            return
+        batch.ticks.append(_Tick(task, store, taken))
+
+    async def _commit(self, batch: _Batch[S]) -> bool:
+        """The batch's one transaction: outputs, changelog, DLQ and the input offsets of
+        every task in it, committed under the group generation the batch started in."""
+        producer = self._producer
+        assert producer is not None
         service, stage = self._labels
+        offsets: dict[TopicPartition, int] = {}
+        for task in batch.tasks:
+            offsets.update(task.committed)
+        offsets.update(batch.offsets)
         try:
             await producer.begin_transaction()
             outgoing: list[
                 tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]], int | None]
             ] = []
-            for emit in emits:
+            for emit in batch.emits:
                 value, headers = _encode(emit.envelope)
                 outgoing.append((self.names(emit.topic), emit.key.encode(), value, headers, None))
-            if staged and self.processor.changelog:
-                assert self.codec is not None
+            if self.processor.changelog:
                 changelog = self.names(self.processor.changelog)
-                for key, value in staged.items():
-                    if value is _DELETED:
-                        outgoing.append((changelog, key.encode(), None, [], task.partition))
-                    else:
-                        raw, headers = self._encode_value(task.store, key, value)
-                        outgoing.append((changelog, key.encode(), raw, headers, task.partition))
-            for topic, record, reason, message, fld, val in dlq:
+                for task in batch.tasks:
+                    for key, value in task.store.staged().items():
+                        if value is _DELETED:
+                            outgoing.append((changelog, key.encode(), None, [], task.partition))
+                        else:
+                            raw, headers = self._encode_value(task.store, key, value)
+                            outgoing.append((changelog, key.encode(), raw, headers, task.partition))
+            for topic, record, reason, message, fld, val in batch.dlq:
                 d = _dlq_record(topic, record, reason, message, fld, val, service)
                 outgoing.append((d["topic"], d["key"], d["value"], d["headers"], None))
                 metrics.DLQ.labels(service, stage, self.names.unprefixed(topic), reason).inc()
@@ -980,35 +988,63 @@ class StreamEngine(Generic[S]):
                     field=fld,
                 )
             futures = await _send_batched(producer, outgoing)
-            if offsets:
-                await producer.send_offsets_to_transaction(offsets, self.group_id)
+            await kip447.send_offsets_fenced(producer, offsets, self.group_id, batch.generation)
             await producer.commit_transaction()
             for fut in futures:
                 fut.result()
-        except ProducerFenced:
-            # A newer owner of this task exists: our group membership is stale and the
-            # coordinator will revoke the partition. Re-opening would fence the new owner in
-            # turn, so drop the task and let the rebalance decide who owns it.
+        except kip447.GroupMoved as exc:
+            # A rebalance replaced this member's generation: the group refused the offsets
+            # and the whole transaction is aborted. The stores are as committed; the tasks
+            # re-read from their committed offsets, unless the rebalance takes them away.
+            metrics.TRANSACTIONS.labels(service, stage, "refused").inc()
+            log.warning("transaction refused by the group; rewinding", error=str(exc))
+            with contextlib.suppress(Exception):
+                await producer.abort_transaction()
+            self._settle_ticks(batch, done=False)
+            for task in batch.tasks:
+                self._rewind(task)
+            return False
+        except ProducerFenced as exc:
+            # The coordinator bumped this producer's epoch: either it aborted the
+            # transaction for running past transaction_timeout_ms (a broker paused longer
+            # than that, say), or another live process uses this instance's
+            # transactional id. Either way nothing of the batch committed under our
+            # epoch; recover like any failed transaction -- but fenced again and again
+            # means a twin, and the stage fails so that someone notices.
             metrics.TRANSACTIONS.labels(service, stage, "fenced").inc()
-            log.warning(
-                "producer fenced: another instance owns this task now", partition=task.partition
-            )
-            await self._drop_task(task)
+            self._settle_ticks(batch, done=False)
+            now = time.monotonic()
+            self._fenced_at = [t for t in self._fenced_at if now - t < _FENCED_WINDOW_S]
+            self._fenced_at.append(now)
+            if len(self._fenced_at) >= _FENCED_LIMIT:
+                self._fail(
+                    RuntimeError(
+                        f"{self.processor.name}: transactional id {self.transactional_id} was "
+                        f"fenced {len(self._fenced_at)} times in {_FENCED_WINDOW_S:.0f}s "
+                        f"({exc!r}); is HANDOFF_INSTANCE_ID unique?"
+                    )
+                )
+                return False
+            log.warning("producer fenced; re-opening it and rebuilding the batch's tasks")
+            await self._recover(batch.tasks)
             return False
         except Exception as exc:
             metrics.TRANSACTIONS.labels(service, stage, "aborted").inc()
-            log.warning(
-                "transaction failed; rebuilding task", partition=task.partition, error=repr(exc)
-            )
+            log.warning("transaction failed; rebuilding its tasks", error=repr(exc))
             with contextlib.suppress(Exception):
                 await producer.abort_transaction()
-            await self._reset_task(task)
+            self._settle_ticks(batch, done=False)
+            await self._recover(batch.tasks)
             return False
-        task.store.apply_batch()
-        task.committed.update(offsets)
+        for task in batch.tasks:
+            task.store.apply_batch()
+            for tp in self._task_partitions(task.partition):
+                if tp in offsets:
+                    task.committed[tp] = offsets[tp]
+        self._settle_ticks(batch, done=True)
         metrics.TRANSACTIONS.labels(service, stage, "committed").inc()
         emitted: dict[str, int] = {}
-        for emit in emits:
+        for emit in batch.emits:
             emitted[emit.topic] = emitted.get(emit.topic, 0) + 1
         for topic, n in emitted.items():
             metrics.EMITTED.labels(service, stage, topic).inc(n)
@@ -1017,66 +1053,132 @@ class StreamEngine(Generic[S]):
         )
         return True
 
-    async def _drop_task(self, task: _Task[S]) -> None:
+    def _settle_ticks(self, batch: _Batch[S], done: bool) -> None:
+        for tick in batch.ticks:
+            if tick.task.store is tick.store:  # not rebuilt
+                tick.store.settle_due(tick.taken, done=done)
+
+    def _rewind(self, task: _Task[S]) -> None:
+        """Forget what was handled but not committed: the staged writes and the queue; the
+        inputs are fetched again from the committed offsets."""
+        assert self._consumer is not None
         task.store.drop_batch()
         task.pending.clear()
-        task.closing = True
-        self.tasks.pop(task.partition, None)
-        with contextlib.suppress(Exception):
-            await task.producer.stop()
-        assert self._consumer is not None
-        # Until the rebalance settles, nothing of this partition may be processed here.
-        self._consumer.pause(*self._task_partitions(task.partition))
-
-    async def _reset_task(self, task: _Task[S]) -> None:
-        """After a failed transaction: fresh producer (fences the old epoch), store rebuilt
-        from the changelog, inputs re-read from the committed offsets."""
-        assert self._consumer is not None
-        partitions = self._task_partitions(task.partition)
-        self._consumer.pause(*partitions)  # nothing more is fetched for it meanwhile
-        task.store.drop_batch()
-        with contextlib.suppress(Exception):
-            await task.producer.stop()
-        task.producer = await self._open_producer(task.partition)
-        task.store = TaskStore(self.codec, self.processor.due)
-        task.restored = False
-        await self._restore(task)
-        positions = {}
-        for tp in partitions:
-            positions[tp] = await self._consumer.committed(tp)
-        # Synchronously: queued records are from beyond the committed offsets.
-        task.pending.clear()
-        for tp, committed in positions.items():
-            if committed is None:
-                await self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, committed)
-        task.paused = False
-        self._consumer.resume(*partitions)
-
-    async def _punctuate_task(self, task: _Task[S]) -> None:
-        punctuate = self.processor.punctuate
-        assert punctuate is not None
-        store = task.store
-        now = self.clock()
-        ctx: _Context[S] = _Context(task.partition, store, now)
-        taken: list[tuple[str, float]] = []
-        if self.processor.due is not None:
-            taken = store.take_due(now.timestamp())
-            ctx.due_keys = [key for key, _ in taken]
-        try:
-            result = punctuate(ctx)
-            if inspect.isawaitable(result):
-                await result
-            store.keep_record()
-        except Exception:
-            store.drop_batch()
-            store.settle_due(taken, done=False)
-            log.exception("punctuator failed", stage=self.processor.name)
+        if task.closing or self.tasks.get(task.partition) is not task:
             return
-        committed = await self._commit(task, ctx.emits, [], {})
-        if task.store is store:  # not rebuilt by a failed commit
-            store.settle_due(taken, done=committed)
+        for tp, offset in task.committed.items():
+            with contextlib.suppress(Exception):
+                self._consumer.seek(tp, offset)
+        task.paused = False
+        self._consumer.resume(*self._task_partitions(task.partition))
+
+    async def _recover(self, tasks: list[_Task[S]]) -> None:
+        """After a transaction failed for an unknown reason (its outcome may be unknown): a
+        fresh producer (same transactional id: it fences the old epoch and ends whatever
+        the broker still had open), then every task of the batch re-opened from Kafka:
+        stable committed offsets, the store from the changelog."""
+        assert self._consumer is not None
+        for task in tasks:
+            self._consumer.pause(*self._task_partitions(task.partition))
+            task.store.drop_batch()
+            task.pending.clear()
+        old, self._producer = self._producer, None
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.stop(), _CALLBACK_STEP_S)
+        self._producer = await self._open_producer()
+        for task in tasks:
+            if task.closing or self.tasks.get(task.partition) is not task:
+                continue
+            task.store = TaskStore(self.codec, self.processor.due)
+            task.restored = False
+            await asyncio.wait_for(self._prepare(task), _OPEN_TASK_S)
+
+    def _record_lag(self, consumer: AIOKafkaConsumer) -> None:
+        now = time.monotonic()
+        seen: set[TopicPartition] = set()
+        limit = self.settings.stall_timeout_s
+        queued = {p: len(t.pending) for p, t in self.tasks.items()}
+        for tp in consumer.assignment():
+            # Lag up to the last stable offset: an upstream transaction still open is not
+            # work this stage could do yet.
+            high = consumer.last_stable_offset(tp)
+            if high is None or high < 0:
+                high = consumer.highwater(tp)
+            if high is None:
+                continue
+            try:
+                position = consumer._subscription.subscription.assignment.state_value(tp).position
+            except Exception:
+                continue
+            if position is None:
+                continue
+            topic = self.names.unprefixed(tp.topic)
+            # Records still in the task's queue are fetched but not done: they count.
+            lag = max(0, high - position) + queued.get(tp.partition, 0)
+            metrics.LAG.labels(*self._labels, topic, str(tp.partition)).set(lag)
+            seen.add(tp)
+            # Stall watchdog, part 1: records waiting but the position has not moved for a
+            # long time means this member is wedged. Fail the stage so the process is
+            # restarted.
+            last = self._progress.get(tp)
+            if last is None or last[0] != position or lag == 0 or self._restoring:
+                self._progress[tp] = (position, now)
+            elif now - last[1] > limit:
+                self._fail(
+                    RuntimeError(
+                        f"{self.processor.name}: {topic}[{tp.partition}] has {lag} records "
+                        f"waiting and made no progress for {now - last[1]:.0f}s"
+                    )
+                )
+        for tp in set(self._progress) - seen:
+            del self._progress[tp]
+        self._watch_tasks(consumer, now, limit)
+
+    def _watch_tasks(self, consumer: AIOKafkaConsumer, now: float, limit: float) -> None:
+        """Stall watchdog, part 2: what the fetch position cannot show. Records already
+        fetched into a task's queue (or a batch in flight) with no batch finished for the
+        stall timeout; or an assigned partition with no task at all (and no rebalance came)."""
+        for task in self.tasks.values():
+            if not task.restored:
+                continue
+            if not task.pending and task.batch_started is None:
+                task.progress_at = now
+            elif now - task.progress_at > limit:
+                self._fail(
+                    RuntimeError(
+                        f"{self.processor.name}: task {task.partition} has "
+                        f"{len(task.pending)} records queued and finished no batch for "
+                        f"{now - task.progress_at:.0f}s"
+                    )
+                )
+        assigned = {tp.partition for tp in consumer.assignment()}
+        for p in assigned - set(self.tasks):
+            since = self._taskless.setdefault(p, now)
+            if now - since > limit:
+                self._fail(
+                    RuntimeError(
+                        f"{self.processor.name}: partition {p} is assigned here but has had "
+                        f"no task for {now - since:.0f}s"
+                    )
+                )
+        for p in set(self._taskless) - (assigned - set(self.tasks)):
+            del self._taskless[p]
+
+
+_IN_USE: set[str] = set()
+
+
+def _claim_transactional_id(base: str) -> str:
+    """The instance's transactional id: stable across restarts when HANDOFF_INSTANCE_ID is
+    (a restart then fences its previous incarnation at once), and unique among the
+    engines of one process (tests and benchmarks run several instances side by side)."""
+    candidate, n = base, 1
+    while candidate in _IN_USE:
+        n += 1
+        candidate = f"{base}-{n}"
+    _IN_USE.add(candidate)
+    return candidate
 
 
 def shorten_txn_backoff(ms: float) -> None:
