@@ -22,7 +22,13 @@ TRANSACTIONS = Counter(
 )
 BATCH_SECONDS = Histogram(
     "handoff_batch_seconds",
-    "Time to handle and commit one task batch",
+    "Time to handle and commit one batch (all tasks of the instance with work)",
+    ["service", "stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+COMMIT_SECONDS = Histogram(
+    "handoff_commit_seconds",
+    "Time from a batch's begin_transaction to its commit returning (the broker's part)",
     ["service", "stage"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )

@@ -45,6 +45,9 @@ class ServiceSettings(BaseSettings):
     instance_id: str = ""
     """Distinguishes instances in logs and client ids; defaults to the host name and pid."""
     max_batch_records: int = 2000
+    """Records per poll, and the queue length at which a task's partitions pause. One
+    batch (one transaction) takes up to 4x this across the instance's tasks, shared
+    fairly among those with records waiting."""
     poll_timeout_ms: int = 50
     punctuate_interval_s: float = 1.0
     shutdown_timeout_s: float = 20.0

@@ -814,7 +814,7 @@ class StreamEngine(Generic[S]):
         started = time.monotonic()
         batch: _Batch[S] = _Batch(kip447.group_generation(self._consumer))
         busy = sum(1 for t in live if t.pending) or 1
-        share = max(64, -(-self.settings.max_batch_records // busy))
+        share = max(64, -(-4 * self.settings.max_batch_records // busy))
         punctuate = self.processor.punctuate
         now = time.monotonic()
         for task in live:
@@ -958,6 +958,7 @@ class StreamEngine(Generic[S]):
         for task in batch.tasks:
             offsets.update(task.committed)
         offsets.update(batch.offsets)
+        began = time.monotonic()
         try:
             await producer.begin_transaction()
             outgoing: list[
@@ -1036,6 +1037,7 @@ class StreamEngine(Generic[S]):
             self._settle_ticks(batch, done=False)
             await self._recover(batch.tasks)
             return False
+        metrics.COMMIT_SECONDS.labels(service, stage).observe(time.monotonic() - began)
         for task in batch.tasks:
             task.store.apply_batch()
             for tp in self._task_partitions(task.partition):
