@@ -88,27 +88,23 @@ def group_generation(consumer: AIOKafkaConsumer) -> GroupGeneration:
     return GroupGeneration(int(coordinator.generation), str(coordinator.member_id or ""))
 
 
+def _by_topic(*partition_fields: tuple[str, Any]) -> CompactArray:
+    """A flexible-version `topics` array: each topic's name, then its partitions with
+    `partition_fields` (and the tagged fields every level of these messages ends with)."""
+    return CompactArray(
+        ("name", CompactString("utf-8")),
+        ("partitions", CompactArray(*partition_fields, ("tags", TaggedFields))),
+        ("tags", TaggedFields),
+    )
+
+
 # ---- TxnOffsetCommit v3 -------------------------------------------------------------------
 class TxnOffsetCommitResponse_v3(Response):  # type: ignore[misc]
     API_KEY = 28
     API_VERSION = 3
     SCHEMA = Schema(
         ("throttle_time_ms", Int32),
-        (
-            "topics",
-            CompactArray(
-                ("name", CompactString("utf-8")),
-                (
-                    "partitions",
-                    CompactArray(
-                        ("partition_index", Int32),
-                        ("error_code", Int16),
-                        ("tags", TaggedFields),
-                    ),
-                ),
-                ("tags", TaggedFields),
-            ),
-        ),
+        ("topics", _by_topic(("partition_index", Int32), ("error_code", Int16))),
         ("tags", TaggedFields),
     )
 
@@ -128,19 +124,11 @@ class TxnOffsetCommitRequest_v3(RequestStruct):  # type: ignore[misc]
         ("group_instance_id", CompactString("utf-8")),
         (
             "topics",
-            CompactArray(
-                ("name", CompactString("utf-8")),
-                (
-                    "partitions",
-                    CompactArray(
-                        ("partition_index", Int32),
-                        ("committed_offset", Int64),
-                        ("committed_leader_epoch", Int32),
-                        ("committed_metadata", CompactString("utf-8")),
-                        ("tags", TaggedFields),
-                    ),
-                ),
-                ("tags", TaggedFields),
+            _by_topic(
+                ("partition_index", Int32),
+                ("committed_offset", Int64),
+                ("committed_leader_epoch", Int32),
+                ("committed_metadata", CompactString("utf-8")),
             ),
         ),
         ("tags", TaggedFields),
@@ -269,20 +257,12 @@ class OffsetFetchResponse_v7(Response):  # type: ignore[misc]
         ("throttle_time_ms", Int32),
         (
             "topics",
-            CompactArray(
-                ("name", CompactString("utf-8")),
-                (
-                    "partitions",
-                    CompactArray(
-                        ("partition_index", Int32),
-                        ("committed_offset", Int64),
-                        ("committed_leader_epoch", Int32),
-                        ("metadata", CompactString("utf-8")),
-                        ("error_code", Int16),
-                        ("tags", TaggedFields),
-                    ),
-                ),
-                ("tags", TaggedFields),
+            _by_topic(
+                ("partition_index", Int32),
+                ("committed_offset", Int64),
+                ("committed_leader_epoch", Int32),
+                ("metadata", CompactString("utf-8")),
+                ("error_code", Int16),
             ),
         ),
         ("error_code", Int16),
