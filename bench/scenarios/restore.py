@@ -190,8 +190,8 @@ async def cold_start(bench: Bench, total: int, label: str, decode_all: bool = Tr
     return [
         Row(scope, "state records restored (cold start)", rate, "records/s",
             f"≥ {TARGET:,}", at_least(rate, TARGET),
-            f"{records:,.0f} records in {wall:.1f} s from engine start to ready (join, 12 "
-            f"fenced producers, 12 restores side by side); "
+            f"{records:,.0f} records in {wall:.1f} s from engine start to ready (producer, "
+            f"join, 12 stable offset reads and restores side by side); "
             f"{rep.get('restore_seconds', 0):.1f} partition-seconds of restore"),
         Row(scope, "resident memory per shipment, as restored", per, "bytes",
             note=f"RSS {base / 2**20:.0f} -> {lazy / 2**20:.0f} MB; values kept encoded "
