@@ -141,20 +141,23 @@ async def burst(
 
 
 async def profile(bench: Bench, worker: Worker, topic: str, name: str) -> list[str]:
-    """Sample the worker with py-spy while it folds a burst; the top frames by own time."""
+    """Sample the worker with py-spy while it folds a backlog; the top frames by own time.
+
+    The burst is written first and sampling starts once it is on the broker: the worker
+    folds a backlog for the whole window (sampling during the write caught a worker that
+    was mostly waiting for records, and a profile of mostly idle frames)."""
     py_spy = Path(sys.executable).parent / "py-spy"
     if not py_spy.exists():
         return ["py-spy not installed (uv sync --group bench)"]
     out = bench.out / f"profile-{name}.txt"
     seconds = bench.sizes.profile_s
+    records = observations(bench.sizes.fold_shipments * 2, 8, run=f"p{name[:3]}")
+    await blast(bench.bootstrap, topic, records)
     proc = await asyncio.create_subprocess_exec(
         str(py_spy), "record", "--pid", str(worker.proc.pid), "--duration", str(seconds),
         "--rate", "200", "--format", "raw", "--output", str(out), "--nonblocking",
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
-    await asyncio.sleep(1.0)
-    records = observations(bench.sizes.fold_shipments * 2, 8, run=f"p{name[:3]}")
-    await blast(bench.bootstrap, topic, records)
     _, err = await proc.communicate()
     if proc.returncode != 0 or not out.exists():
         return [f"py-spy failed: {err.decode(errors='replace').strip()[-200:]}"]

@@ -120,3 +120,22 @@ def test_without_a_due_function_the_timer_sees_every_value() -> None:
     _commit(store, Parcel("a", None), Parcel("b", T0))
     ctx: _Context[Parcel] = _Context(0, store, T0)
     assert sorted(key for key, _ in ctx.due()) == ["a", "b"]
+
+
+def test_a_commit_reuses_the_due_times_computed_for_the_changelog_headers() -> None:
+    calls: list[str] = []
+
+    def counting_due_of(parcel: Parcel) -> datetime | None:
+        calls.append(parcel.name)
+        return parcel.due
+
+    store: TaskStore[Parcel] = TaskStore(CountingCodec(), counting_due_of)
+    for parcel in (Parcel("a", T0), Parcel("b", None), Parcel("c", T0)):
+        store.put(parcel.name, parcel)
+        store.keep_record()
+    # "a" and "b" had their due time computed for the changelog; "c" was not encoded.
+    store.apply_batch({"a": T0.timestamp(), "b": None})
+
+    assert calls == ["c"]
+    assert store.due_at == {"a": T0.timestamp(), "c": T0.timestamp()}
+    assert [key for key, _ in store.take_due(T0.timestamp())] == ["a", "c"]

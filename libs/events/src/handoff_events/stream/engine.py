@@ -231,8 +231,11 @@ class TaskStore(Generic[S]):
     def staged(self) -> dict[str, Any]:
         return self._batch
 
-    def apply_batch(self) -> None:
+    def apply_batch(self, due: dict[str, float | None] | None = None) -> None:
+        """The batch committed: its writes become the committed store. `due` holds the due
+        times already computed for the changelog headers (not computed a second time)."""
         due_of = self._due_of
+        known = due or {}
         for key, value in self._batch.items():
             if value is _DELETED:
                 self.committed.pop(key, None)
@@ -240,7 +243,8 @@ class TaskStore(Generic[S]):
             else:
                 self.committed[key] = value
                 if due_of is not None:
-                    self._set_due(key, _stamp(due_of(value)))
+                    at = known[key] if key in known else _stamp(due_of(value))
+                    self._set_due(key, at)
         self._batch.clear()
 
     def drop_batch(self) -> None:
@@ -619,12 +623,20 @@ class StreamEngine(Generic[S]):
         tmp.replace(self._snapshot_path(task.partition))
 
     def _encode_value(
-        self, store: TaskStore[S], key: str, value: S
+        self,
+        store: TaskStore[S],
+        key: str,
+        value: S,
+        due: dict[str, float | None] | None = None,
     ) -> tuple[bytes, list[tuple[str, bytes]]]:
+        """The changelog record of a value; with a due index, its due time as a header
+        (and, if `due` is given, remembered there for `apply_batch`)."""
         assert self.codec is not None
         raw, headers = self.codec.encode(key, value)
         if self.processor.due is not None:
             at = store.due_stamp(value)
+            if due is not None:
+                due[key] = at
             headers = [*headers, (DUE_HEADER, b"" if at is None else repr(at).encode())]
         return raw, headers
 
@@ -959,6 +971,7 @@ class StreamEngine(Generic[S]):
             offsets.update(task.committed)
         offsets.update(batch.offsets)
         began = time.monotonic()
+        dues: dict[int, dict[str, float | None]] = {}
         try:
             await producer.begin_transaction()
             outgoing: list[
@@ -970,11 +983,12 @@ class StreamEngine(Generic[S]):
             if self.processor.changelog:
                 changelog = self.names(self.processor.changelog)
                 for task in batch.tasks:
+                    due = dues[task.partition] = {}
                     for key, value in task.store.staged().items():
                         if value is _DELETED:
                             outgoing.append((changelog, key.encode(), None, [], task.partition))
                         else:
-                            raw, headers = self._encode_value(task.store, key, value)
+                            raw, headers = self._encode_value(task.store, key, value, due)
                             outgoing.append((changelog, key.encode(), raw, headers, task.partition))
             for topic, record, reason, message, fld, val in batch.dlq:
                 d = _dlq_record(topic, record, reason, message, fld, val, service)
@@ -1039,7 +1053,7 @@ class StreamEngine(Generic[S]):
             return False
         metrics.COMMIT_SECONDS.labels(service, stage).observe(time.monotonic() - began)
         for task in batch.tasks:
-            task.store.apply_batch()
+            task.store.apply_batch(dues.get(task.partition))
             for tp in self._task_partitions(task.partition):
                 if tp in offsets:
                     task.committed[tp] = offsets[tp]
