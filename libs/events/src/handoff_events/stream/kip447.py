@@ -46,7 +46,7 @@ from aiokafka.protocol.types import (
     Schema,
     TaggedFields,
 )
-from aiokafka.structs import OffsetAndMetadata, TopicPartition
+from aiokafka.structs import TopicPartition
 
 UNKNOWN_GENERATION = -1
 _UNSTABLE_OFFSET_COMMIT = 88
@@ -358,7 +358,6 @@ async def fetch_stable_offsets(
 __all__ = [
     "GroupGeneration",
     "GroupMoved",
-    "OffsetAndMetadata",
     "fetch_stable_offsets",
     "group_generation",
     "install",
