@@ -42,6 +42,7 @@ from handoff_events.contracts import TrackingObserved
 from handoff_events.envelope import encode, new_envelope, rfc3339
 from handoff_events.ids import event_id
 from handoff_events.provision import provision
+from handoff_events.runtime.settings import ServiceSettings
 from handoff_events.values import Location
 
 REPO = Path(__file__).resolve().parent.parent
@@ -383,6 +384,8 @@ def _producer(bootstrap: str, linger_ms: int = 5) -> AIOKafkaProducer:
         linger_ms=linger_ms,
         max_batch_size=512 * 1024,
         request_timeout_ms=60_000,
+        # As Handoff's own producers write (the webhook edge writes the carrier events).
+        compression_type=ServiceSettings().kafka_compression(),
     )
 
 

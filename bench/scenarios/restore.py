@@ -2,9 +2,12 @@
 holds `restore_shipments` shipments (1,000,000 in full mode, 100,000 in quick mode).
 
 The state topic is the fold's changelog, so it is filled with what the fold itself
-writes: templates are built by folding a realistic lifecycle (shipment requested,
-quoted, allocated, then 1-8 carrier scans: a mix of in-flight and delivered
+writes: 2,000 templates are built by folding distinct realistic lifecycles (shipment
+requested, quoted, allocated, then 1-8 carrier scans: a mix of in-flight and delivered
 shipments), encoded with the fold's own codec, and copied with fresh shipment ids.
+The bench producer compresses as Handoff's own producers do (decision 0007), so
+the templates must differ in what differs between real shipments (ids, times,
+prices, tracking numbers) for the compressor to see realistic data.
 Then one fold worker starts with an empty state directory (no local snapshot), and
 the scenario reads from its report: seconds from `engine.start()` to ready (every
 partition restored), the restored record count, and resident memory before and
@@ -18,9 +21,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import msgspec
 from handoff_events import examples
 from handoff_events.contracts import CarrierAllocated, RatesQuoted, ShipmentRequested
 from handoff_events.envelope import decode
@@ -54,28 +59,47 @@ CHUNK = 50_000
 PROBE = 100_000
 
 
-def templates() -> list[tuple[bytes, list[tuple[str, bytes]]]]:
-    """Encoded states of one shipment after 1..8 carrier scans (with its order lifecycle)."""
+VARIANTS = 2_000
+"""Distinct shipment lifecycles the states are built from. Each written state copies one
+of them with a fresh shipment id, so a producer batch (~100 states) holds mostly distinct
+lifecycles and compression sees what it would see in production, not one state repeated."""
+
+
+def templates(variants: int = VARIANTS) -> list[tuple[bytes, list[tuple[str, bytes]]]]:
+    """Encoded states of `variants` shipments, each after 1..8 carrier scans (with its
+    order lifecycle): distinct order ids, tracking numbers, prices, times and event ids."""
     sid = examples.SHIPMENT_ID
-    lifecycle = [
+    requested, quoted, allocated = (
         examples.example(t.ce_type) for t in (ShipmentRequested, RatesQuoted, CarrierAllocated)
-    ]
-    base = [
-        FoldInput(event_id=f"evt_tpl_{i}", tenant_id=examples.TENANT, event=e)
-        for i, e in enumerate(lifecycle)
-    ]
-    scans = observations(1, 8, run="tpl")
-    accept = None
-    out = []
+    )
+    scans = observations(variants, 8, run="tpl")  # scan k of every shipment, then k+1
     codec = ShipmentStateCodec()
-    for upto in range(1, 9):
-        inputs = list(base)
-        for record in scans[:upto]:
-            env = decode(record[2].replace(b"shp_tpl", b"shp_tpl"), record[3], accept)
-            obs = env.data
-            obs = type(obs)(**{**{f: getattr(obs, f) for f in obs.__struct_fields__},
-                               "shipment_id": sid, "received_at": obs.occurred_at})  # fmt: skip
-            inputs.append(FoldInput(event_id=env.id, tenant_id=examples.TENANT, event=obs))
+    out = []
+    for n in range(variants):
+        shift = timedelta(minutes=n % 1440, seconds=n % 59)
+        order_id = f"A-{100_000 + n}"
+        lifecycle = [
+            msgspec.structs.replace(requested, order_id=order_id,
+                                    requested_at=requested.requested_at + shift,
+                                    placed_at=requested.placed_at + shift),
+            msgspec.structs.replace(quoted, order_id=order_id,
+                                    quoted_at=quoted.quoted_at + shift),
+            msgspec.structs.replace(allocated, order_id=order_id,
+                                    allocated_at=allocated.allocated_at + shift,
+                                    tracking_number=f"SW{n:09d}", label_ref=f"lbl_SW{n:09d}",
+                                    price=msgspec.structs.replace(
+                                        allocated.price, amount=600 + n % 900)),
+        ]  # fmt: skip
+        inputs = [
+            FoldInput(event_id=f"evt_tpl_{n}_{i}", tenant_id=examples.TENANT, event=e)
+            for i, e in enumerate(lifecycle)
+        ]
+        for step in range(1 + n % 8):
+            record = scans[step * variants + n]
+            obs = decode(record[2], record[3], None).data
+            obs = msgspec.structs.replace(obs, shipment_id=sid, received_at=obs.occurred_at)
+            inputs.append(FoldInput(event_id=f"evt_tpl_{n}_{3 + step}", tenant_id=examples.TENANT,
+                                    event=obs))  # fmt: skip
         state = fold_all(inputs)
         assert state is not None
         value, headers = codec.encode(sid, state)

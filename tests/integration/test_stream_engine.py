@@ -18,9 +18,9 @@ from handoff_events.runtime.settings import ServiceSettings
 from handoff_events.stream.api import Context, MsgpackCodec, Rejected, StatefulProcessor
 from handoff_events.stream.engine import StreamEngine
 
+from tests.support.streams import batch_codecs, until
 from tests.support.streams import produce_raw as _produce
 from tests.support.streams import read_topic as _read_all
-from tests.support.streams import until
 
 pytestmark = pytest.mark.kafka
 
@@ -167,6 +167,41 @@ async def test_restart_restores_state_and_processes_each_record_once(
         await engine2.stop()
     outputs = await _read_all(kafka_bootstrap, names(OUTPUT), 140)
     assert len(outputs) == 140
+
+
+@pytest.mark.parametrize(("compression", "codec"), [("zstd", 4), ("none", 0)])
+async def test_every_batch_the_engine_writes_is_compressed_as_configured(
+    kafka_bootstrap: str, unique_name: str, compression: str, codec: int
+) -> None:
+    """Outputs and changelog are written with HANDOFF_KAFKA_COMPRESSION_TYPE (decision
+    0007), and a fresh engine restores from the compressed changelog."""
+    settings = (await _settings(kafka_bootstrap, unique_name)).model_copy(
+        update={"kafka_compression_type": compression}
+    )
+    names = topics.Names(settings.topic_prefix)
+    events = [cancelled(f"s{i % 4}", i) for i in range(40)]
+    await _produce(
+        kafka_bootstrap, names(SOURCE), [(e.data.shipment_id, *encode(e)) for e in events]
+    )
+    engine = StreamEngine(tally_processor(), settings)
+    await engine.start()
+    try:
+        await until(lambda: sum(t.seen for s in engine.stores.values() for t in s.values()) == 40)
+    finally:
+        await engine.stop()
+    for topic in (OUTPUT, CHANGELOG):
+        found = await batch_codecs(kafka_bootstrap, names(topic), settings.partitions)
+        assert set(found) == {codec}, (topic, found)
+
+    fresh = settings.model_copy(update={"state_dir": settings.state_dir / "elsewhere"})
+    engine2 = StreamEngine(tally_processor(), fresh)
+    await engine2.start()
+    try:
+        await until(lambda: engine2.ready)
+        merged = {k: v for s in engine2.stores.values() for k, v in s.items()}
+        assert {k: v.seen for k, v in merged.items()} == {f"s{i}": 10 for i in range(4)}
+    finally:
+        await engine2.stop()
 
 
 async def test_empty_changelog_partitions_restore_and_become_ready(

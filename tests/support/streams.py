@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.protocol.fetch import FetchRequest
+from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 RawRecord = tuple[str | None, bytes | None, Sequence[tuple[str, bytes]]]
@@ -84,3 +86,32 @@ async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     """The partitions of `topic`, waiting for metadata (a group-less consumer has none yet)."""
     cluster = await consumer._client.fetch_all_metadata()
     return set(cluster.partitions_for_topic(topic) or ())
+
+
+async def batch_codecs(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    """How the record batches of a topic are compressed, as the broker stores them: a count
+    of data batches per codec (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd). Read with a raw
+    Fetch, because a consumer decompresses without telling which codec it met."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    codecs: dict[int, int] = {}
+    try:
+        client = consumer._client  # the connected client: metadata and leaders
+        await client.force_metadata_update()
+        for partition in range(partitions):
+            leader = client.cluster.leader_for_partition(TopicPartition(topic, partition))
+            request = FetchRequest(100, 1, 16 << 20, 0, [(topic, [(partition, 0, 8 << 20)])])
+            response = await client.send(leader, request)
+            for _topic, parts in response.topics:
+                for _partition, error, *_rest, message_set in parts:
+                    assert error == 0, f"fetch error {error}"
+                    records = MemoryRecords(message_set)
+                    while records.has_next():
+                        batch = records.next_batch()
+                        if batch is None or batch.is_control_batch:
+                            continue
+                        codec = batch.compression_type
+                        codecs[codec] = codecs.get(codec, 0) + 1
+    finally:
+        await consumer.stop()
+    return codecs

@@ -65,6 +65,7 @@ def producer_defaults(settings: ServiceSettings) -> dict[str, Any]:
         "linger_ms": 2,
         "max_batch_size": 256 * 1024,
         "request_timeout_ms": 30_000,
+        "compression_type": settings.kafka_compression(),
         **settings.kafka_security(),
     }
 

@@ -8,6 +8,7 @@ Each service subclasses `ServiceSettings` for its own knobs; names are
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -66,6 +67,11 @@ class ServiceSettings(BaseSettings):
     readers wait at the open transaction) until this expires, unless it restarts under
     the same HANDOFF_INSTANCE_ID; Kafka Streams uses 10 s for the same reason. A batch
     (handling plus commit) must finish well inside it (docs/decisions/0002)."""
+    kafka_compression_type: Literal["none", "lz4", "zstd", "gzip", "snappy"] = "zstd"
+    """Compression of every batch Handoff's producers write. Events and states are JSON
+    with the same keys record after record; compressed batches cost the broker, the
+    network and every reader a fraction of the bytes (docs/decisions/0012). Readers
+    decompress transparently (every Kafka client since 2.1 reads zstd)."""
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
@@ -75,6 +81,10 @@ class ServiceSettings(BaseSettings):
 
     def port_for(self, service: str) -> int:
         return self.http_port or SERVICE_PORTS[service]
+
+    def kafka_compression(self) -> str | None:
+        """aiokafka's `compression_type` argument."""
+        return None if self.kafka_compression_type == "none" else self.kafka_compression_type
 
     def kafka_security(self) -> dict[str, object]:
         """aiokafka client arguments for SASL/SCRAM when configured."""

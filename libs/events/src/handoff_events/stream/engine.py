@@ -45,7 +45,7 @@ import inspect
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,7 +104,7 @@ class _Encoded:
 
     __slots__ = ("headers", "raw")
 
-    def __init__(self, raw: bytes, headers: list[tuple[str, bytes | None]]):
+    def __init__(self, raw: bytes, headers: Sequence[tuple[str, bytes | None]]):
         self.raw = raw
         self.headers = headers
 
@@ -133,7 +133,9 @@ class TaskStore(Generic[S]):
             self.committed[key] = value
         return value  # type: ignore[no-any-return]
 
-    def file_encoded(self, key: str, raw: bytes, headers: list[tuple[str, bytes | None]]) -> None:
+    def file_encoded(
+        self, key: str, raw: bytes, headers: Sequence[tuple[str, bytes | None]]
+    ) -> None:
         self.committed[key] = _Encoded(raw, headers)
         if self._due_of is not None:
             for name, header in reversed(headers):
@@ -579,6 +581,7 @@ class StreamEngine(Generic[S]):
             acks="all",
             linger_ms=1,
             max_batch_size=512 * 1024,
+            compression_type=self.settings.kafka_compression(),
             transaction_timeout_ms=self.settings.transaction_timeout_ms,
             request_timeout_ms=30_000,
             # See shorten_txn_backoff for the back-off after CONCURRENT_TRANSACTIONS.
@@ -679,7 +682,7 @@ class StreamEngine(Generic[S]):
             snapshot = msgspec.msgpack.decode(snap_path.read_bytes(), type=_Snapshot)
             snap_path.unlink()
             for key, raw, headers in snapshot.entries:
-                task.store.file_encoded(key, raw, list(headers))
+                task.store.file_encoded(key, raw, headers)
             start_offset = snapshot.changelog_offset
         reader = self._reader()
         await reader.start()
@@ -695,13 +698,15 @@ class StreamEngine(Generic[S]):
             position = start_offset
             while position < end:
                 batch = await reader.getmany(tp, timeout_ms=500, max_records=10_000)
-                for record in batch.get(tp, ()):
+                records = batch.get(tp, ())
+                file_encoded, forget = task.store.file_encoded, task.store.forget
+                for record in records:  # the hot loop of a cold start: nothing else in it
                     key = record.key.decode() if record.key else ""
                     if record.value is None:
-                        task.store.forget(key)
-                    else:
-                        task.store.file_encoded(key, record.value, list(record.headers))
-                    count += 1
+                        forget(key)
+                    else:  # aiokafka's headers are a tuple already: kept as they are
+                        file_encoded(key, record.value, record.headers)
+                count += len(records)
                 position = await reader.position(tp)
         finally:
             await reader.stop()
