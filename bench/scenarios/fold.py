@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from handoff_events.runtime.settings import ServiceSettings
 
 from bench import report
 from bench.common import (
@@ -270,7 +273,36 @@ async def run(bench: Bench) -> list[Row]:
         bench, "fold", lambda p: fold_worker(bench, p, "fold-worker"), prefix, STATE
     )
     bench.results["fold"] = result
-    return rows_for("tracking fold", result, bench.results.get("ceiling_produce"))
+    rows = rows_for("tracking fold", result, bench.results.get("ceiling_produce"))
+    return rows + await python_path_rows(bench)
+
+
+async def python_path_rows(bench: Bench) -> list[Row]:
+    """The fold's CPU per event without a broker (`bench.fold_cpu`), with the configured
+    compression and without: what one process can fold per core, whatever Kafka does."""
+    codec = ServiceSettings().kafka_compression_type
+    found: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys([codec, "none"]):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.fold_cpu", "--json", "--codec", name,
+            "--shipments", str(max(1_000, bench.sizes.fold_shipments)),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            return [Row.na("tracking fold", "CPU per event, Python path alone (no broker)",
+                           "µs", err.decode()[-300:])]  # fmt: skip
+        found[name] = json.loads(out)
+    main, bare = found[codec], found["none"]
+    bench.results["fold_python_path"] = found
+    return [
+        Row("tracking fold", "CPU per event, Python path alone (no broker)", main["total_us"],
+            "µs", note=f"handling {main['handle_us']:.0f} + commit-side encoding "
+            f"{main['commit_encode_us']:.0f} µs ({codec}; {bare['total_us']:.0f} µs uncompressed)"
+            f"; {main['events']:,} events in-process (bench.fold_cpu)"),
+        Row("tracking fold", "one core's ceiling, Python path alone", main["events_per_cpu_s"],
+            "events/s", note="1e6 ÷ the row above: no broker, no I/O, no waiting"),
+    ]  # fmt: skip
 
 
 __all__ = ["PARTITIONS", "fold_worker", "measure", "wait_ready"]

@@ -27,7 +27,12 @@ from typing import TYPE_CHECKING
 
 import msgspec
 from handoff_events import examples
-from handoff_events.contracts import CarrierAllocated, RatesQuoted, ShipmentRequested
+from handoff_events.contracts import (
+    CarrierAllocated,
+    RatesQuoted,
+    ShipmentRequested,
+    TrackingObserved,
+)
 from handoff_events.envelope import decode
 from handoff_events.stream.engine import DUE_HEADER
 from handoff_tracking.adapters.state_codec import ShipmentStateCodec
@@ -69,16 +74,18 @@ def templates(variants: int = VARIANTS) -> list[tuple[bytes, list[tuple[str, byt
     """Encoded states of `variants` shipments, each after 1..8 carrier scans (with its
     order lifecycle): distinct order ids, tracking numbers, prices, times and event ids."""
     sid = examples.SHIPMENT_ID
-    requested, quoted, allocated = (
-        examples.example(t.ce_type) for t in (ShipmentRequested, RatesQuoted, CarrierAllocated)
-    )
+    requested = examples.example(ShipmentRequested.ce_type)
+    quoted = examples.example(RatesQuoted.ce_type)
+    allocated = examples.example(CarrierAllocated.ce_type)
+    assert isinstance(requested, ShipmentRequested) and isinstance(quoted, RatesQuoted)
+    assert isinstance(allocated, CarrierAllocated)
     scans = observations(variants, 8, run="tpl")  # scan k of every shipment, then k+1
     codec = ShipmentStateCodec()
     out = []
     for n in range(variants):
         shift = timedelta(minutes=n % 1440, seconds=n % 59)
         order_id = f"A-{100_000 + n}"
-        lifecycle = [
+        lifecycle: list[ShipmentRequested | RatesQuoted | CarrierAllocated] = [
             msgspec.structs.replace(requested, order_id=order_id,
                                     requested_at=requested.requested_at + shift,
                                     placed_at=requested.placed_at + shift),
@@ -97,6 +104,7 @@ def templates(variants: int = VARIANTS) -> list[tuple[bytes, list[tuple[str, byt
         for step in range(1 + n % 8):
             record = scans[step * variants + n]
             obs = decode(record[2], record[3], None).data
+            assert isinstance(obs, TrackingObserved)
             obs = msgspec.structs.replace(obs, shipment_id=sid, received_at=obs.occurred_at)
             inputs.append(FoldInput(event_id=f"evt_tpl_{n}_{3 + step}", tenant_id=examples.TENANT,
                                     event=obs))  # fmt: skip

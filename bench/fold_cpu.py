@@ -1,0 +1,128 @@
+"""The tracking fold's own Python path, without a broker: CPU per event.
+
+Runs the production fold stage (`build_fold`) inside the production `StreamEngine`'s
+batch handling (`_handle`: envelope decode, log binding, handler, store staging) and
+the commit's encoding side (`_encode` of every emitted envelope, `_encode_value` of
+every staged state with its due time, aiokafka's record batch builder with the
+configured codec) over the same observations the fold benchmark sends. No sockets, no
+transactions, no waiting: what is left is the CPU that Handoff's Python code spends
+per carrier event, which bounds what one process can fold on one core whatever the
+broker does.
+
+    python -m bench.fold_cpu --shipments 2500 --codec zstd
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from typing import Any
+
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.structs import TopicPartition
+from handoff_events.runtime.app import tune_gc
+from handoff_events.stream.engine import StreamEngine, TaskStore, _Batch, _encode, _Task
+from handoff_tracking.domain.exceptions import ExceptionPolicy
+from handoff_tracking.handlers import build_fold
+from handoff_tracking.settings import TrackingSettings
+
+from bench.common import OBSERVATIONS, PARTITIONS, observations
+
+CODECS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
+PER_TASK = 500
+"""Records each task takes into one batch (the engine's fair share of a busy batch)."""
+BATCH_BYTES = 512 * 1024  # the engine producer's max_batch_size
+
+
+class _Record:
+    """What the engine reads of an aiokafka ConsumerRecord."""
+
+    __slots__ = ("headers", "key", "offset", "partition", "value")
+
+    def __init__(
+        self, key: bytes, value: bytes, headers: list[tuple[str, bytes]], offset: int, part: int
+    ):
+        self.key, self.value, self.headers = key, value, tuple(headers)
+        self.offset, self.partition = offset, part
+
+
+async def measure(shipments: int, codec: str) -> dict[str, Any]:
+    settings = TrackingSettings(kafka_bootstrap_servers="unused:9092", log_level="WARNING")
+    processor = build_fold(
+        ExceptionPolicy(stuck_after=settings.stuck_after), settings.exception_check_every_s
+    )
+    engine = StreamEngine(processor, settings)
+    topic = engine.names(OBSERVATIONS)
+    tasks = {p: _Task(p, TaskStore(processor.codec, processor.due)) for p in range(PARTITIONS)}
+    pending: dict[int, list[tuple[TopicPartition, Any]]] = {}
+    for offset, (part, key, value, headers) in enumerate(observations(shipments, 8, run="cpu")):
+        record = _Record(key, value, headers, offset, part)
+        pending.setdefault(part, []).append((TopicPartition(topic, part), record))
+    events, handle_s, encode_s, records_out = 0, 0.0, 0.0, 0
+    longest = max(len(items) for items in pending.values())
+    for start in range(0, longest, PER_TASK):
+        batch: _Batch[Any] = _Batch(generation=None)  # type: ignore[arg-type]
+        began = time.process_time()
+        for part, items in pending.items():
+            chunk = items[start : start + PER_TASK]
+            if chunk:
+                batch.tasks.append(tasks[part])
+                await engine._handle(tasks[part], chunk, batch)
+                events += len(chunk)
+        handled = time.process_time()
+        outgoing: list[tuple[bytes, bytes, list[tuple[str, bytes]]]] = []
+        for emit in batch.emits:
+            value, headers = _encode(emit.envelope)
+            outgoing.append((emit.key.encode(), value, headers))
+        for task in batch.tasks:
+            due: dict[str, float | None] = {}
+            for shipment, state in task.store.staged().items():
+                raw, headers = engine._encode_value(task.store, shipment, state, due)
+                outgoing.append((shipment.encode(), raw, headers))
+            task.store.apply_batch(due)
+        builder = DefaultRecordBatchBuilder(2, CODECS[codec], False, -1, -1, -1, BATCH_BYTES)
+        for key_bytes, value, headers in outgoing:
+            if builder.append(0, None, key_bytes, value, headers) is None:
+                builder.build()
+                builder = DefaultRecordBatchBuilder(
+                    2, CODECS[codec], False, -1, -1, -1, BATCH_BYTES
+                )
+                builder.append(0, None, key_bytes, value, headers)
+        builder.build()
+        records_out += len(outgoing)
+        handle_s += handled - began
+        encode_s += time.process_time() - handled
+    return {
+        "codec": codec,
+        "events": events,
+        "records_out": records_out,
+        "handle_us": handle_s / events * 1e6,
+        "commit_encode_us": encode_s / events * 1e6,
+        "total_us": (handle_s + encode_s) / events * 1e6,
+        "events_per_cpu_s": events / (handle_s + encode_s),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shipments", type=int, default=2500, help="x 8 scans (default 2500)")
+    parser.add_argument("--codec", choices=sorted(CODECS), default="zstd")
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    args = parser.parse_args()
+    tune_gc()  # as every service process does at start-up
+    result = asyncio.run(measure(args.shipments, args.codec))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"{result['events']:,} events, codec {result['codec']}: "
+            f"{result['total_us']:.1f} µs CPU per event (handling {result['handle_us']:.1f}, "
+            f"commit-side encoding {result['commit_encode_us']:.1f}); "
+            f"{result['events_per_cpu_s']:,.0f} events per CPU-second"
+        )
+
+
+if __name__ == "__main__":
+    main()
