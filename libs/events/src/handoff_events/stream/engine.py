@@ -6,33 +6,41 @@ How a record's effects become durable exactly once (docs/decisions/0002):
    co-partitioned (same partition count, murmur2 on the key), and the range
    assignor hands partition p of every input to the same instance, so task p
    sees all events of its keys, in order.
-2. Each task owns a transactional producer with the stable id
-   `<prefix>handoff.<service>.<stage>.<p>`. Creating it fences any zombie that
-   still holds task p (old-style fencing, the only kind aiokafka offers).
-3. On assignment the task's store is restored from the changelog partition p
-   (read_committed, up to the last stable offset) before any input is
-   processed; readiness is false meanwhile. A local snapshot written on clean
-   shutdown shortens the restore; it is deleted as soon as it is read, so
-   after a crash the store is always rebuilt from the changelog alone.
-4. Per poll, each task handles its records against a staged view of its store
-   and then commits, in ONE Kafka transaction: the outputs, the changelog
-   records of every key it changed, the DLQ records, and the input offsets
-   (`send_offsets_to_transaction`). Only after the commit succeeds are the
-   staged changes applied to the in-memory store. If anything fails the
-   transaction is aborted, the task is rebuilt from the changelog and its
-   inputs are re-read from the committed offsets: the outcome is as if the
-   failed batch had never been seen.
+2. Each instance owns ONE transactional producer, `<group>.<instance>`
+   (`HANDOFF_INSTANCE_ID`). Zombies are fenced by the consumer group, not by
+   the transactional id (KIP-447, `kip447`): every transaction commits its
+   input offsets with the group generation and member id the batch started
+   under, and the group coordinator refuses a replaced member's commit, which
+   aborts its whole transaction.
+3. On assignment a task first reads its committed offsets with a *stable*
+   OffsetFetch (it waits while a previous owner's transaction is still open),
+   then restores its store from the changelog partition p (read_committed, up
+   to the last stable offset), then seeks; readiness is false meanwhile. Values
+   are filed encoded and decoded on first use; the garbage collector is paused
+   while tasks restore and the restored objects are frozen out of later
+   collections. A local snapshot written on clean shutdown shortens the
+   restore; it is deleted as soon as it is read, so after a crash the store is
+   always rebuilt from the changelog alone.
+4. A batch takes what every task has queued (a fair share of 4x
+   `max_batch_records`), handles each task's records against a staged view of
+   its store, runs due timers, and commits it all in ONE Kafka transaction:
+   the outputs, the changelog records of every key that changed, the DLQ
+   records, and the input offsets of every task in the batch. Only after the
+   commit succeeds are the staged changes applied to the in-memory stores. If
+   anything fails the transaction is aborted, the tasks are rebuilt from the
+   changelog and their inputs re-read from the committed offsets: the outcome
+   is as if the failed batch had never been seen. A fenced producer is
+   re-opened; three fences within a minute fail the stage.
 5. A record that cannot be decoded, or that the handler rejects (or crashes
    on), goes to `<topic>.dlq` with its original bytes and headers plus the
    reason, inside the same transaction; the partition moves on.
 
-Tasks are pipelined: the poll loop only hands fetched records to each task's
-queue, and every task runs its own loop (take what is queued, handle, commit,
-run its timer when due). While one task waits for its transaction to commit,
-the others handle records and the consumer keeps fetching, so the CPU is not
-idle during broker round trips, and a busy task's next batch grows by itself
-(more records per transaction under load, fewer when idle: low latency). A
-task whose queue is long has its partitions paused until it catches up.
+The poll loop only hands fetched records to each task's queue; the batch loop
+takes, handles and commits. The consumer keeps fetching while a batch commits,
+so the next batch grows by itself under load (more records per transaction,
+fewer when idle: low latency). A task whose queue is long has its partitions
+paused until it catches up. Every batch the producer writes is compressed as
+`HANDOFF_KAFKA_COMPRESSION_TYPE` says (decision 0007).
 """
 
 from __future__ import annotations
