@@ -93,7 +93,10 @@ async def run(args: argparse.Namespace) -> None:
             progress.partitions = sorted(engine.tasks)
             # The first time only: a later rebalance (new tasks restoring) must not move
             # the moment the cold start ended, nor decode everything a second time.
-            if ready and "ready_at" not in progress.extra:
+            # A member that lost its assignment (a session expiry) is `ready` with no
+            # tasks while it rejoins: the cold start is over only when it owns them all.
+            owns_all = not args.restore or len(engine.tasks) == args.partitions
+            if ready and owns_all and "ready_at" not in progress.extra:
                 progress.extra["ready_at"] = time.time()
                 if args.restore:
                     gc.collect()
