@@ -68,10 +68,12 @@ class ServiceSettings(BaseSettings):
     the same HANDOFF_INSTANCE_ID; Kafka Streams uses 10 s for the same reason. A batch
     (handling plus commit) must finish well inside it (docs/decisions/0002)."""
     kafka_compression_type: Literal["none", "lz4", "zstd", "gzip", "snappy"] = "zstd"
-    """Compression of every batch Handoff's producers write. Events and states are JSON
-    with the same keys record after record; compressed batches cost the broker, the
-    network and every reader a fraction of the bytes (docs/decisions/0012). Readers
-    decompress transparently (every Kafka client since 2.1 reads zstd)."""
+    """Compression of every batch the stream stages write (outputs, states, changelogs,
+    DLQ). Events and states are JSON with the same keys record after record; compressed
+    batches cost the broker, the network and every reader a fraction of the bytes. The
+    HTTP edges' small batches stay uncompressed. Readers decompress transparently (every
+    Java client since 2.1 and librdkafka read zstd; aiokafka needs its `zstd` extra).
+    See docs/decisions/0007-compressed-batches.md."""
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
