@@ -81,6 +81,17 @@ def tally_processor(output_emits: bool = True) -> StatefulProcessor[Tally]:
     return tally_stage(handle)
 
 
+def _seen(engine: StreamEngine[Tally]) -> int:
+    """Records the tally stage has counted, over every task's store."""
+    return sum(t.seen for s in engine.stores.values() for t in s.values())
+
+
+async def _produce_events(
+    bootstrap: str, topic: str, events: list[Envelope[ShipmentCancelled]]
+) -> None:
+    await _produce(bootstrap, topic, [(e.data.shipment_id, *encode(e)) for e in events])
+
+
 async def _settings(kafka_bootstrap: str, unique_name: str) -> ServiceSettings:
     prefix = f"{unique_name}."
     await provision(kafka_bootstrap, prefix=prefix, partitions=3)
@@ -115,7 +126,7 @@ async def test_outputs_state_and_dlq_commit_together(
     engine = StreamEngine(tally_processor(), settings)
     await engine.start()
     try:
-        await until(lambda: sum(t.seen for s in engine.stores.values() for t in s.values()) == 20)
+        await until(lambda: _seen(engine) == 20)
         assert engine.ready
     finally:
         await engine.stop()
@@ -143,24 +154,20 @@ async def test_restart_restores_state_and_processes_each_record_once(
     settings = await _settings(kafka_bootstrap, unique_name)
     names = topics.Names(settings.topic_prefix)
     first = [cancelled(f"s{i % 7}", i) for i in range(70)]
-    await _produce(
-        kafka_bootstrap, names(SOURCE), [(e.data.shipment_id, *encode(e)) for e in first]
-    )
+    await _produce_events(kafka_bootstrap, names(SOURCE), first)
     engine = StreamEngine(tally_processor(), settings)
     await engine.start()
-    await until(lambda: sum(t.seen for s in engine.stores.values() for t in s.values()) == 70)
+    await until(lambda: _seen(engine) == 70)
     await engine.stop()
 
     second = [cancelled(f"s{i % 7}", i) for i in range(70, 140)]
-    await _produce(
-        kafka_bootstrap, names(SOURCE), [(e.data.shipment_id, *encode(e)) for e in second]
-    )
+    await _produce_events(kafka_bootstrap, names(SOURCE), second)
     # A fresh engine (no snapshot: a different state dir) restores from the changelog alone.
     fresh = settings.model_copy(update={"state_dir": settings.state_dir / "elsewhere"})
     engine2 = StreamEngine(tally_processor(), fresh)
     await engine2.start()
     try:
-        await until(lambda: sum(t.seen for s in engine2.stores.values() for t in s.values()) == 140)
+        await until(lambda: _seen(engine2) == 140)
         merged = {k: v for s in engine2.stores.values() for k, v in s.items()}
         assert {k: v.seen for k, v in merged.items()} == {f"s{i}": 20 for i in range(7)}
     finally:
@@ -180,13 +187,11 @@ async def test_every_batch_the_engine_writes_is_compressed_as_configured(
     )
     names = topics.Names(settings.topic_prefix)
     events = [cancelled(f"s{i % 4}", i) for i in range(40)]
-    await _produce(
-        kafka_bootstrap, names(SOURCE), [(e.data.shipment_id, *encode(e)) for e in events]
-    )
+    await _produce_events(kafka_bootstrap, names(SOURCE), events)
     engine = StreamEngine(tally_processor(), settings)
     await engine.start()
     try:
-        await until(lambda: sum(t.seen for s in engine.stores.values() for t in s.values()) == 40)
+        await until(lambda: _seen(engine) == 40)
     finally:
         await engine.stop()
     for topic in (OUTPUT, CHANGELOG):
@@ -235,19 +240,15 @@ async def test_rebalance_hands_partitions_over_without_loss(
     )
     assert a.tasks and b.tasks  # the work is really split
     first = [cancelled(f"s{i % 9}", i) for i in range(90)]
-    await _produce(
-        kafka_bootstrap, names(SOURCE), [(e.data.shipment_id, *encode(e)) for e in first]
-    )
+    await _produce_events(kafka_bootstrap, names(SOURCE), first)
 
-    def total(*engines: StreamEngine) -> int:
-        return sum(t.seen for e in engines for s in e.stores.values() for t in s.values())
+    def total(*engines: StreamEngine[Tally]) -> int:
+        return sum(_seen(e) for e in engines)
 
     await until(lambda: total(a, b) == 90, what="90 records folded by two instances")
     await b.stop()  # b leaves the group; a must restore b's partitions from the changelog
     second = [cancelled(f"s{i % 9}", i) for i in range(90, 180)]
-    await _produce(
-        kafka_bootstrap, names(SOURCE), [(e.data.shipment_id, *encode(e)) for e in second]
-    )
+    await _produce_events(kafka_bootstrap, names(SOURCE), second)
     try:
         await until(
             lambda: len(a.tasks) == 3 and total(a) == 180, timeout=60, what="a owns everything"
@@ -303,9 +304,7 @@ async def test_timer_gets_only_due_values_and_the_index_survives_a_restart(
         )
 
     events = [cancelled(f"s{i}", 10 + i) for i in range(6)]  # due at 12:10 .. 12:15
-    await _produce(
-        kafka_bootstrap, names(SOURCE), [(e.data.shipment_id, *encode(e)) for e in events]
-    )
+    await _produce_events(kafka_bootstrap, names(SOURCE), events)
     engine = StreamEngine(processor(), settings, clock=lambda: now["t"])
     await engine.start()
     try:
