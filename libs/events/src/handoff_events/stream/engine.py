@@ -74,6 +74,13 @@ from handoff_events.runtime.publisher import key_partition
 from handoff_events.runtime.settings import ServiceSettings
 from handoff_events.stream import kip447
 from handoff_events.stream.api import Emit, MsgpackCodec, Rejected, StateCodec, StatefulProcessor
+from handoff_events.stream.changelog import (
+    NO_DUE_HEADER,
+    ChangelogReader,
+    due_of_headers,
+    pack_headers,
+    unpack_headers,
+)
 from handoff_events.stream.kip447 import GroupGeneration
 from handoff_events.topics import BY_NAME, Names
 
@@ -139,15 +146,19 @@ class _Snapshot(msgspec.Struct):
 
 
 class _Encoded:
-    """A changelog value not decoded yet: restore only files the bytes, and a value is
-    decoded the first time it is read. Restore speed and memory then scale with bytes,
-    not with the cost of building objects for keys that may never be touched again."""
+    """A changelog value not decoded yet: restore only files the bytes (and the record's
+    headers packed into one `bytes`, `changelog.pack_headers`), and a value is decoded
+    the first time it is read. Restore speed and memory then scale with bytes, not with
+    the cost of building objects for keys that may never be touched again."""
 
-    __slots__ = ("headers", "raw")
+    __slots__ = ("packed", "raw")
 
-    def __init__(self, raw: bytes, headers: Sequence[tuple[str, bytes | None]]):
+    def __init__(self, raw: bytes, packed: bytes):
         self.raw = raw
-        self.headers = headers
+        self.packed = packed
+
+    def headers(self) -> list[tuple[str, bytes | None]]:
+        return unpack_headers(self.packed)
 
 
 class TaskStore(Generic[S]):
@@ -170,21 +181,25 @@ class TaskStore(Generic[S]):
     def _decoded(self, key: str, value: Any) -> S:
         if type(value) is _Encoded:
             assert self._codec is not None
-            value = self._codec.decode(value.raw, value.headers)
+            value = self._codec.decode(value.raw, value.headers())
             self.committed[key] = value
         return value  # type: ignore[no-any-return]
 
     def file_encoded(
         self, key: str, raw: bytes, headers: Sequence[tuple[str, bytes | None]]
     ) -> None:
-        self.committed[key] = _Encoded(raw, headers)
+        """A changelog record as read (a snapshot's entries, tests)."""
+        due = None if self._due_of is None else due_of_headers(headers, DUE_HEADER)
+        self.file_packed(key, raw, pack_headers(headers), due)
+
+    def file_packed(self, key: str, raw: bytes, packed: bytes, due: float | None) -> None:
+        """A changelog record as `ChangelogReader` restores it: headers packed, the due
+        time read from the due header (`NO_DUE_HEADER`: the record has none)."""
+        self.committed[key] = _Encoded(raw, packed)
         if self._due_of is not None:
-            for name, header in reversed(headers):
-                if name == DUE_HEADER:
-                    self._set_due(key, float(header) if header else None, push=False)
-                    break
-            else:  # written without the header (older changelog): decode to know
-                self._set_due(key, _stamp(self._due_of(self._decoded(key, self.committed[key]))))
+            if due == NO_DUE_HEADER:  # written without the header (older changelog): decode
+                due = _stamp(self._due_of(self._decoded(key, self.committed[key])))
+            self._set_due(key, due, push=False)
 
     def clear(self) -> None:
         self.committed.clear()
@@ -657,7 +672,7 @@ class StreamEngine(Generic[S]):
         entries = []
         for key, value in task.store.committed.items():
             if type(value) is _Encoded:
-                entries.append((key, value.raw, [(k, v or b"") for k, v in value.headers]))
+                entries.append((key, value.raw, [(k, v or b"") for k, v in value.headers()]))
                 continue
             raw, headers = self._encode_value(task.store, key, value)
             entries.append((key, raw, headers))
@@ -688,23 +703,19 @@ class StreamEngine(Generic[S]):
         reader = self._reader()
         await reader.start()
         try:
-            reader.assign([tp])
             return int((await reader.end_offsets([tp]))[tp])
         finally:
             await reader.stop()
 
     def _reader(self) -> AIOKafkaConsumer:
+        """A group-less consumer for a changelog's offsets (read_committed: its end is the
+        last stable offset); a restore fetches through its client (`ChangelogReader`)."""
         return AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
             group_id=None,
             enable_auto_commit=False,
             isolation_level="read_committed",
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=50,
-            max_partition_fetch_bytes=8 * 1024 * 1024,
-            # The changelog is our own, written with acks=all and checked by the broker on
-            # the way in; re-checking every byte's CRC in Python halves restore speed.
-            check_crcs=False,
             **self.settings.kafka_security(),
         )
 
@@ -725,33 +736,32 @@ class StreamEngine(Generic[S]):
             for key, raw, headers in snapshot.entries:
                 task.store.file_encoded(key, raw, headers)
             start_offset = snapshot.changelog_offset
-        reader = self._reader()
+        reader = self._reader()  # for the offsets, and its client for the fetches
         await reader.start()
         count = 0
         try:
             with _collector_paused():  # the store grows by millions of objects
-                reader.assign([tp])
+                # Not assigned: the consumer's own fetches would queue ahead of the
+                # reader's on the same connection (a long poll of up to 500 ms each).
                 end = int((await reader.end_offsets([tp]))[tp])
                 begin = int((await reader.beginning_offsets([tp]))[tp])
                 if start_offset < begin or start_offset > end:
                     task.store.clear()  # snapshot older than retained changelog: start afresh
                     start_offset = begin
-                reader.seek(tp, start_offset)
-                position = start_offset
-                while position < end:
-                    # 2,000 records (~30 ms) per step: twelve tasks restoring side by
-                    # side must still leave the loop to the group's heartbeats.
-                    batch = await reader.getmany(tp, timeout_ms=500, max_records=2_000)
-                    records = batch.get(tp, ())
-                    file_encoded, forget = task.store.file_encoded, task.store.forget
-                    for record in records:  # the hot loop of a cold start: nothing else in it
-                        key = record.key.decode() if record.key else ""
-                        if record.value is None:
-                            forget(key)
-                        else:  # aiokafka's headers are a tuple already: kept as they are
-                            file_encoded(key, record.value, record.headers)
-                    count += len(records)
-                    position = await reader.position(tp)
+                changelog = ChangelogReader(
+                    reader._client,
+                    tp,
+                    due_header=DUE_HEADER if self.processor.due is not None else None,
+                )
+                file_packed, forget = task.store.file_packed, task.store.forget
+                async with contextlib.aclosing(changelog.read(start_offset, end)) as fetches:
+                    async for records in fetches:
+                        for key, value, packed, due in records:  # the hot loop of a cold start
+                            if value is None:
+                                forget(key)
+                            else:
+                                file_packed(key, value, packed, due)
+                        count += len(records)
         finally:
             await reader.stop()
         task.store.restored()
