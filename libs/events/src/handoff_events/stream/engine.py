@@ -15,8 +15,9 @@ How a record's effects become durable exactly once (docs/decisions/0002):
 3. On assignment a task first reads its committed offsets with a *stable*
    OffsetFetch (it waits while a previous owner's transaction is still open),
    then restores its store from the changelog partition p (read_committed, up
-   to the last stable offset), then seeks; readiness is false meanwhile. Values
-   are filed encoded and decoded on first use; the garbage collector is paused
+   to the last stable offset; `changelog.ChangelogReader`, decision 0008), then
+   seeks; readiness is false meanwhile. Values are filed encoded, with their
+   headers packed, and decoded on first use; the garbage collector is paused
    while tasks restore and the restored objects are frozen out of later
    collections. A local snapshot written on clean shutdown shortens the
    restore; it is deleted as soon as it is read, so after a crash the store is
