@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import random
 import signal
 import time
 from pathlib import Path
@@ -31,6 +32,8 @@ from handoff_tracking.handlers import build_fold
 from handoff_tracking.settings import TrackingSettings
 
 from bench.report import Progress, rss_bytes
+
+FIRST_READS = 5_000
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -108,6 +111,8 @@ async def run(args: argparse.Namespace) -> None:
                     progress.extra["restore_seconds"] = _metric_sum(
                         metrics.RESTORE_SECONDS, suffix="_sum"
                     )
+                    progress.extra["first_reads"] = FIRST_READS
+                    progress.extra["first_read_us"] = await _first_reads(engine, FIRST_READS)
                     # The engine may keep restored values encoded until first use; what
                     # they cost once every one is decoded (as a timer over all of them,
                     # or queries, will do) is the other half of the memory story.
@@ -132,6 +137,23 @@ async def run(args: argparse.Namespace) -> None:
     finally:
         await engine.stop()
         progress.stop()
+
+
+async def _first_reads(engine: StreamEngine[Any], count: int) -> float:
+    """CPU µs per first read of a restored state, over `count` keys picked at random
+    from every task (as the fold's next events will pick them): the decode, plus
+    unpacking the key's record batch when no key of it has been read yet."""
+    keys = [(task, key) for task in engine.tasks.values() for key in task.store.committed]
+    picked = random.Random(7).sample(keys, min(count, len(keys)))
+    del keys
+    spent = 0.0
+    for n, (task, key) in enumerate(picked):
+        began = time.process_time()
+        task.store.get(key)
+        spent += time.process_time() - began
+        if not n % 200:
+            await asyncio.sleep(0)  # the heartbeats
+    return spent / max(1, len(picked)) * 1e6
 
 
 def _metric_sum(metric: Any, suffix: str = "_total") -> float:

@@ -229,4 +229,8 @@ async def cold_start(bench: Bench, total: int, label: str, decode_all: bool = Tr
             note=f"RSS {base / 2**20:.0f} -> {lazy / 2**20:.0f} MB; values kept encoded "
                  f"until used; state records {sizes[0]}-{sizes[-1]} B on the topic"),
         decoded_row,
+        Row(scope, "first read of a restored state, random keys", rep.get("first_read_us"),
+            "µs CPU", note=f"{rep.get('first_reads', 0):,} keys picked at random "
+            "after the cold start, as the fold's next events pick them: the decode, plus "
+            "unpacking the key's record batch when no key of it was read before"),
     ]  # fmt: skip

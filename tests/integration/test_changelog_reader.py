@@ -4,7 +4,8 @@
 a worker thread, headers packed), so it carries the transaction rules itself. These
 tests write changelogs with interleaved committed and aborted transactions, tombstones,
 headers and compressed batches to a real broker, and compare the reader's records with
-aiokafka's read_committed consumer, record for record.
+aiokafka's read_committed consumer, record for record, and the store filed from them
+with the latest value and headers per key that the consumer saw.
 """
 
 from __future__ import annotations
@@ -14,12 +15,8 @@ import contextlib
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from handoff_events.stream.changelog import (
-    NO_DUE_HEADER,
-    ChangelogReader,
-    Restored,
-    unpack_headers,
-)
+from handoff_events.stream.changelog import NO_DUE_HEADER, ChangelogReader, Restored
+from handoff_events.stream.engine import TaskStore
 
 from tests.support.kafka import create_topic
 
@@ -86,10 +83,28 @@ async def _reader_view(
     return out, fetches
 
 
-def _comparable(
+def _assert_same_as_consumer(
     restored: list[Restored],
-) -> list[tuple[str, bytes | None, list[tuple[str, bytes | None]]]]:
-    return [(key, value, unpack_headers(packed)) for key, value, packed, _ in restored]
+    expected: list[tuple[str, bytes | None, list[tuple[str, bytes | None]]]],
+) -> None:
+    """The same records in the same order (keys, tombstones), and a store filed from the
+    reader holds, for every key, exactly the latest value and headers the consumer saw."""
+    assert [key for key, _, _ in restored] == [key for key, _, _ in expected]
+    assert [batch is None for _, batch, _ in restored] == [
+        value is None for _, value, _ in expected
+    ]
+    store: TaskStore[bytes] = TaskStore()
+    latest: dict[str, tuple[bytes, list[tuple[str, bytes | None]]]] = {}
+    for (key, batch, due), (_, value, headers) in zip(restored, expected, strict=True):
+        if batch is None:
+            store.forget(key)
+            latest.pop(key, None)
+        else:
+            store.file_restored(key, batch, due)
+            assert value is not None
+            latest[key] = (value, headers)
+    assert set(store.committed) == set(latest)
+    assert {key: store.encoded(key) for key in latest} == latest
 
 
 @pytest.mark.asyncio
@@ -138,9 +153,9 @@ async def test_reader_skips_aborted_transactions_like_a_read_committed_consumer(
 
     assert fetches > 3, "the small fetch size must make the reader fetch ahead several times"
     assert len(expected) == 3 * (40 + 3)
-    assert _comparable(restored) == expected
-    assert not any(value and value.startswith(b"aborted") for _, value, _, _ in restored)
-    dues = {key: due for key, _, _, due in restored}
+    _assert_same_as_consumer(restored, expected)
+    assert "shp_x" not in {key for key, _, _ in restored}  # only the aborted wrote it
+    dues = {key: due for key, _, due in restored}
     assert dues["shp_1"] == 1795287600.5
     assert dues["shp_old"] == NO_DUE_HEADER
     assert dues["shp_done"] is None
@@ -170,6 +185,6 @@ async def test_reader_starts_mid_batch_and_reads_a_compressed_log_in_many_fetche
     restored, fetches = await _reader_view(kafka_bootstrap, tp, start, end, max_bytes=1_024)
 
     assert fetches > 5
-    assert _comparable(restored) == expected
+    _assert_same_as_consumer(restored, expected)
     # 3,332 data records and one commit marker (offset 2,000) lie before offset 3,333.
     assert len(expected) == 10_000 - 3_332

@@ -1,34 +1,33 @@
 """The restore's record unpacking, on record batches built in memory (no broker).
 
 The transaction rules (aborted transactions, control batches) are checked against a
-real broker in tests/integration/test_changelog_reader.py; here: offsets, tombstones,
-keys, packed headers and the due header.
+real broker in tests/integration/test_changelog_reader.py; here: batch boundaries,
+offsets, tombstones, keys, the due header, and a store whose keys point at their batch
+until one of them is read.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
-from aiokafka.record.memory_records import MemoryRecords
 from handoff_events.stream.changelog import (
     NO_DUE_HEADER,
     Fetched,
     due_of_headers,
     pack_headers,
+    split_batches,
     unpack,
     unpack_headers,
 )
+from handoff_events.stream.engine import DUE_HEADER, TaskStore
 
-DUE = "handoff_due"
+DUE = DUE_HEADER
 
 
-def _batches(
-    records: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]],
-    base_offset: int = 0,
-    compression: int = 4,
-) -> list[Any]:
+Rec = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
+
+
+def _batch(records: list[Rec], base_offset: int = 0, compression: int = 4) -> bytes:
     builder = DefaultRecordBatchBuilder(
         magic=2,
         compression_type=compression,
@@ -42,11 +41,15 @@ def _batches(
         assert builder.append(delta, timestamp=0, key=key, value=value, headers=headers)
     raw = bytearray(builder.build())
     raw[0:8] = base_offset.to_bytes(8, "big")  # the broker assigns offsets on append
-    memory = MemoryRecords(bytes(raw))
-    out = []
-    while memory.has_next():
-        out.append(memory.next_batch())
-    return out
+    return bytes(raw)
+
+
+def _fetched(*batches: bytes, cut: int = 0) -> Fetched:
+    data = b"".join(batches)
+    data = data[: len(data) - cut]
+    bounds, next_offset = split_batches(data)
+    assert next_offset is not None
+    return Fetched(data, bounds, [], next_offset)
 
 
 def test_packed_headers_come_back_as_they_went_in() -> None:
@@ -71,34 +74,79 @@ def test_the_due_time_comes_from_the_last_due_header(
     assert due_of_headers(headers, DUE) == due
 
 
+def test_split_finds_whole_batches_and_leaves_a_cut_one_for_the_next_fetch() -> None:
+    first = _batch([(b"a", b"1", []), (b"b", b"2", [])], base_offset=10)
+    second = _batch([(b"c", b"3", [])], base_offset=12)
+
+    bounds, next_offset = split_batches(first + second)
+    cut_bounds, cut_next = split_batches(first + second[:-5])
+
+    assert bounds == [(0, len(first)), (len(first), len(first) + len(second))]
+    assert next_offset == 13
+    assert cut_bounds == [(0, len(first))] and cut_next == 12
+    assert split_batches(second[:-1]) == ([], None)
+
+
 @pytest.mark.parametrize("compression", [0, 4])
-def test_unpack_keeps_offsets_from_start_on_with_tombstones_and_packed_headers(
+def test_unpack_keeps_offsets_from_start_on_with_tombstones_and_due_times(
     compression: int,
 ) -> None:
-    batches = _batches(
-        [
-            (b"shp_a", b"v0", [(DUE, b"10.5")]),
-            (b"shp_b", b"v1", []),
-            (b"shp_a", None, []),  # tombstone
-            (None, b"v3", [("ce_id", b"evt_3"), (DUE, b"")]),
-        ],
-        base_offset=100,
-        compression=compression,
+    fetched = _fetched(
+        _batch(
+            [
+                (b"shp_a", b"v0", [(DUE, b"10.5")]),
+                (b"shp_b", b"v1", []),
+                (b"shp_a", None, []),  # tombstone
+                (None, b"v3", [("ce_id", b"evt_3"), (DUE, b"")]),
+            ],
+            base_offset=100,
+            compression=compression,
+        )
     )
-    fetched = Fetched(batches, [], batches[-1].next_offset)
 
     records = unpack(fetched, start=101, due_header=DUE)
 
     assert fetched.next_offset == 104
-    assert [(key, value, due) for key, value, _, due in records] == [
-        ("shp_b", b"v1", NO_DUE_HEADER),
-        ("shp_a", None, NO_DUE_HEADER),
-        ("", b"v3", None),
+    assert [(key, batch is None, due) for key, batch, due in records] == [
+        ("shp_b", False, NO_DUE_HEADER),
+        ("shp_a", True, None),
+        ("", False, None),
     ]
-    assert unpack_headers(records[2][2]) == [("ce_id", b"evt_3"), (DUE, b"")]
+    batch = records[0][1]
+    assert batch is not None
+    assert [(offset, key, value) for offset, key, value, _ in batch.records()] == [
+        (101, "shp_b", b"v1"),
+        (102, "shp_a", None),
+        (103, "", b"v3"),
+    ]
 
 
 def test_unpack_without_a_due_index_reads_no_due_time() -> None:
-    fetched = Fetched(_batches([(b"k", b"v", [(DUE, b"5.0")])]), [], 1)
+    fetched = _fetched(_batch([(b"k", b"v", [(DUE, b"5.0")])]))
 
     assert [due for *_, due in unpack(fetched, start=0, due_header=None)] == [None]
+
+
+def test_a_restored_key_reads_its_latest_value_from_its_batch() -> None:
+    """Keys point at the batch that holds their latest record; reading one unpacks the
+    batch's values for every key still pointing at it, and nothing else."""
+    store: TaskStore[bytes] = TaskStore()
+    fetched = _fetched(
+        _batch(
+            [
+                (b"shp_a", b"a-old", [("ce_id", b"1")]),
+                (b"shp_b", b"b-only", [("ce_id", b"2")]),
+                (b"shp_a", b"a-new", [("ce_id", b"3")]),
+            ]
+        ),
+        _batch([(b"shp_c", b"c-first", [])], base_offset=3),
+        _batch([(b"shp_c", b"c-later", [("ce_id", b"5")])], base_offset=4),
+    )
+    for key, batch, due in unpack(fetched, start=0, due_header=None):
+        assert batch is not None
+        store.file_restored(key, batch, due)
+
+    assert store.encoded("shp_a") == (b"a-new", [("ce_id", b"3")])
+    assert store.encoded("shp_b") == (b"b-only", [("ce_id", b"2")])  # unpacked with shp_a
+    assert store.encoded("shp_c") == (b"c-later", [("ce_id", b"5")])
+    assert set(store.committed) == {"shp_a", "shp_b", "shp_c"}

@@ -78,6 +78,7 @@ from handoff_events.stream.api import Emit, MsgpackCodec, Rejected, StateCodec, 
 from handoff_events.stream.changelog import (
     NO_DUE_HEADER,
     ChangelogReader,
+    RestoredBatch,
     due_of_headers,
     pack_headers,
     unpack_headers,
@@ -147,10 +148,11 @@ class _Snapshot(msgspec.Struct):
 
 
 class _Encoded:
-    """A changelog value not decoded yet: restore only files the bytes (and the record's
-    headers packed into one `bytes`, `changelog.pack_headers`), and a value is decoded
-    the first time it is read. Restore speed and memory then scale with bytes, not with
-    the cost of building objects for keys that may never be touched again."""
+    """A changelog value not decoded yet: a restored key points at its record batch
+    (`changelog.RestoredBatch`) until one of that batch's keys is read; then each of its
+    keys gets its value's bytes and packed headers (`changelog.pack_headers`), and a value
+    is decoded the first time it is read. Restore speed and memory then scale with the
+    compressed bytes, not with building objects for keys that may never be read again."""
 
     __slots__ = ("packed", "raw")
 
@@ -180,27 +182,59 @@ class TaskStore(Generic[S]):
         self._due_heap: list[tuple[float, str]] = []
 
     def _decoded(self, key: str, value: Any) -> S:
+        if type(value) is RestoredBatch:
+            value = self._unbatch(key, value)
         if type(value) is _Encoded:
             assert self._codec is not None
             value = self._codec.decode(value.raw, value.headers())
             self.committed[key] = value
         return value  # type: ignore[no-any-return]
 
+    def _unbatch(self, key: str, batch: RestoredBatch) -> Any:
+        """Every key whose latest record is in `batch` gets its value's bytes (the last
+        record of the key in the batch is the one restored); `key`'s value is returned."""
+        committed = self.committed
+        latest: dict[str, tuple[bytes | None, list[tuple[str, bytes | None]]]] = {}
+        for _, name, value, headers in batch.records():
+            if committed.get(name) is batch:
+                latest[name] = (value, headers)
+        for name, (value, headers) in latest.items():
+            if value is None:  # pragma: no cover - a tombstone removed the key on restore
+                committed.pop(name, None)
+            else:
+                committed[name] = _Encoded(value, pack_headers(headers))
+        return committed[key]
+
+    def encoded(self, key: str) -> tuple[bytes, list[tuple[str, bytes | None]]] | None:
+        """A committed value's changelog bytes and headers if it was never decoded."""
+        value = self.committed.get(key)
+        if type(value) is RestoredBatch:
+            value = self._unbatch(key, value)
+        if type(value) is _Encoded:
+            return value.raw, value.headers()
+        return None
+
     def file_encoded(
         self, key: str, raw: bytes, headers: Sequence[tuple[str, bytes | None]]
     ) -> None:
         """A changelog record as read (a snapshot's entries, tests)."""
-        due = None if self._due_of is None else due_of_headers(headers, DUE_HEADER)
-        self.file_packed(key, raw, pack_headers(headers), due)
-
-    def file_packed(self, key: str, raw: bytes, packed: bytes, due: float | None) -> None:
-        """A changelog record as `ChangelogReader` restores it: headers packed, the due
-        time read from the due header (`NO_DUE_HEADER`: the record has none)."""
-        self.committed[key] = _Encoded(raw, packed)
+        self.committed[key] = _Encoded(raw, pack_headers(headers))
         if self._due_of is not None:
-            if due == NO_DUE_HEADER:  # written without the header (older changelog): decode
-                due = _stamp(self._due_of(self._decoded(key, self.committed[key])))
-            self._set_due(key, due, push=False)
+            self._file_due(key, due_of_headers(headers, DUE_HEADER))
+
+    def file_restored(self, key: str, batch: RestoredBatch, due: float | None) -> None:
+        """A changelog record as `ChangelogReader` restores it: the key points at the batch
+        that holds its value; the due time comes from the due header (`NO_DUE_HEADER`:
+        the record has none)."""
+        self.committed[key] = batch
+        if self._due_of is not None:
+            self._file_due(key, due)
+
+    def _file_due(self, key: str, due: float | None) -> None:
+        assert self._due_of is not None
+        if due == NO_DUE_HEADER:  # written without the header (older changelog): decode
+            due = _stamp(self._due_of(self._decoded(key, self.committed[key])))
+        self._set_due(key, due, push=False)
 
     def clear(self) -> None:
         self.committed.clear()
@@ -251,8 +285,8 @@ class TaskStore(Generic[S]):
 
     def materialize(self) -> dict[str, S]:
         """Every committed value decoded (for queries and tests)."""
-        for key, value in list(self.committed.items()):
-            self._decoded(key, value)
+        for key in list(self.committed):
+            self._decoded(key, self.committed[key])  # (unbatching rewrites other keys)
         return self.committed
 
     # -- the Store protocol, as seen by handlers --------------------------------------
@@ -671,9 +705,11 @@ class StreamEngine(Generic[S]):
         tp = TopicPartition(self.names(self.processor.changelog), task.partition)
         end = await self._changelog_end(tp)
         entries = []
-        for key, value in task.store.committed.items():
-            if type(value) is _Encoded:
-                entries.append((key, value.raw, [(k, v or b"") for k, v in value.headers()]))
+        for key, value in list(task.store.committed.items()):
+            encoded = task.store.encoded(key)
+            if encoded is not None:  # never decoded: as it came from the changelog
+                raw, stored = encoded
+                entries.append((key, raw, [(k, v or b"") for k, v in stored]))
                 continue
             raw, headers = self._encode_value(task.store, key, value)
             entries.append((key, raw, headers))
@@ -754,14 +790,14 @@ class StreamEngine(Generic[S]):
                     tp,
                     due_header=DUE_HEADER if self.processor.due is not None else None,
                 )
-                file_packed, forget = task.store.file_packed, task.store.forget
+                file_restored, forget = task.store.file_restored, task.store.forget
                 async with contextlib.aclosing(changelog.read(start_offset, end)) as fetches:
                     async for records in fetches:
-                        for key, value, packed, due in records:  # the hot loop of a cold start
-                            if value is None:
+                        for key, batch, due in records:  # the hot loop of a cold start
+                            if batch is None:
                                 forget(key)
                             else:
-                                file_packed(key, value, packed, due)
+                                file_restored(key, batch, due)
                         count += len(records)
         finally:
             await reader.stop()
