@@ -145,7 +145,7 @@ def mem_available() -> int:
 async def run(bench: Bench) -> list[Row]:
     want = bench.sizes.restore_shipments
     rows = await cold_start(bench, min(want, PROBE), "probe" if want > PROBE else "")
-    per = rows[1].value  # as restored (values kept encoded): what the cold start holds
+    per = rows[1].value  # as restored (values left in their batches): what the cold start holds
     if want > PROBE and per:
         # A million shipments at several KB each is gigabytes of RSS on a machine other
         # people use too: go ahead only when the projection leaves half the free memory
@@ -226,8 +226,9 @@ async def cold_start(bench: Bench, total: int, label: str, decode_all: bool = Tr
             f"join, 12 stable offset reads and restores side by side); "
             f"{rep.get('restore_seconds', 0):.1f} partition-seconds of restore"),
         Row(scope, "resident memory per shipment, as restored", per, "bytes",
-            note=f"RSS {base / 2**20:.0f} -> {lazy / 2**20:.0f} MB; values kept encoded "
-                 f"until used; state records {sizes[0]}-{sizes[-1]} B on the topic"),
+            note=f"RSS {base / 2**20:.0f} -> {lazy / 2**20:.0f} MB; values left in their "
+                 f"compressed record batches until first read; state records "
+                 f"{sizes[0]}-{sizes[-1]} B on the topic"),
         decoded_row,
         Row(scope, "first read of a restored state, random keys", rep.get("first_read_us"),
             "µs CPU", note=f"{rep.get('first_reads', 0):,} keys picked at random "

@@ -16,6 +16,7 @@ from handoff_events.envelope import Envelope, encode, new_envelope
 from handoff_events.provision import provision
 from handoff_events.runtime.settings import ServiceSettings
 from handoff_events.stream.api import Context, MsgpackCodec, Rejected, StatefulProcessor
+from handoff_events.stream.changelog import RestoredBatch
 from handoff_events.stream.engine import StreamEngine
 
 from tests.support.streams import batch_codecs, until
@@ -174,6 +175,46 @@ async def test_restart_restores_state_and_processes_each_record_once(
         await engine2.stop()
     outputs = await _read_all(kafka_bootstrap, names(OUTPUT), 140)
     assert len(outputs) == 140
+
+
+async def test_a_snapshot_of_a_freshly_restored_store_restores_the_same_state(
+    kafka_bootstrap: str, unique_name: str
+) -> None:
+    """A cold start leaves values in their changelog batches; a clean stop right after
+    writes those batches into the snapshot, and the next start reads them from it."""
+    settings = await _settings(kafka_bootstrap, unique_name)
+    names = topics.Names(settings.topic_prefix)
+    await _produce_events(
+        kafka_bootstrap, names(SOURCE), [cancelled(f"s{i % 9}", i) for i in range(90)]
+    )
+    first = StreamEngine(tally_processor(), settings)
+    await first.start()
+    await until(lambda: _seen(first) == 90)
+    await first.stop()
+    # Cold start elsewhere (from the changelog), stopped before any value is read.
+    cold = settings.model_copy(update={"state_dir": settings.state_dir / "cold"})
+    second = StreamEngine(tally_processor(), cold)
+    await second.start()
+    await until(lambda: second.ready)
+    batched = sum(
+        type(v) is RestoredBatch for t in second.tasks.values() for v in t.store.committed.values()
+    )
+    await second.stop()
+    snapshots = list((cold.state_dir / second.group_id).glob("*.snapshot"))
+
+    await _produce_events(
+        kafka_bootstrap, names(SOURCE), [cancelled(f"s{i % 9}", i) for i in range(90, 99)]
+    )
+    third = StreamEngine(tally_processor(), cold)
+    await third.start()
+    try:
+        await until(lambda: _seen(third) == 99)
+        merged = {k: v for s in third.stores.values() for k, v in s.items()}
+        assert {k: v.seen for k, v in merged.items()} == {f"s{i}": 11 for i in range(9)}
+    finally:
+        await third.stop()
+    assert batched == 9, "the cold start must have left every value in its batch"
+    assert snapshots, "the clean stop must have written snapshots"
 
 
 @pytest.mark.parametrize(("compression", "codec"), [("zstd", 4), ("none", 0)])

@@ -8,6 +8,9 @@ until one of them is read.
 
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
 import pytest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from handoff_events.stream.changelog import (
@@ -19,7 +22,7 @@ from handoff_events.stream.changelog import (
     unpack,
     unpack_headers,
 )
-from handoff_events.stream.engine import DUE_HEADER, TaskStore
+from handoff_events.stream.engine import DUE_HEADER, TaskStore, _Snapshot
 
 DUE = DUE_HEADER
 
@@ -150,3 +153,30 @@ def test_a_restored_key_reads_its_latest_value_from_its_batch() -> None:
     assert store.encoded("shp_b") == (b"b-only", [("ce_id", b"2")])  # unpacked with shp_a
     assert store.encoded("shp_c") == (b"c-later", [("ce_id", b"5")])
     assert set(store.committed) == {"shp_a", "shp_b", "shp_c"}
+
+
+def test_a_snapshot_keeps_restored_batches_as_batches_and_the_due_index() -> None:
+    """A clean hand-over's snapshot writes each still-unread batch once, compressed as it
+    was fetched, and a store filed from the snapshot reads the same values and due times."""
+    due_of: Any = lambda value: None  # noqa: E731 - due times come from the headers here
+    store: TaskStore[bytes] = TaskStore(due_of=due_of)
+    fetched = _fetched(
+        _batch([(b"a", b"va", [(DUE, b"30.0")]), (b"b", b"vb", [(DUE, b"")])]),
+        _batch([(b"c", b"vc", [(DUE, b"10.0")])], base_offset=2),
+    )
+    for key, batch, due in unpack(fetched, start=0, due_header=DUE):
+        assert batch is not None
+        store.file_restored(key, batch, due)
+    assert store.encoded("c") == (b"vc", [(DUE, b"10.0")])  # read once: no longer batched
+
+    snapshot = msgspec.msgpack.decode(
+        msgspec.msgpack.encode(store.snapshot(3, lambda key, value: (value, []))),
+        type=_Snapshot,
+    )
+    again: TaskStore[bytes] = TaskStore(due_of=due_of)
+    again.file_snapshot(snapshot)
+
+    assert len(snapshot.batches) == 1 and [k for k, *_ in snapshot.batched] == ["a", "b"]
+    assert [key for key, *_ in snapshot.entries] == ["c"]
+    assert {k: again.encoded(k) for k in "abc"} == {k: store.encoded(k) for k in "abc"}
+    assert again.due_at == store.due_at == {"a": 30.0, "c": 10.0}

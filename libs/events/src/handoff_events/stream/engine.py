@@ -143,8 +143,15 @@ def _stamp(moment: datetime | None) -> float | None:
 
 
 class _Snapshot(msgspec.Struct):
+    """A task's store as of `changelog_offset`, written on a clean hand-over."""
+
     changelog_offset: int
     entries: list[tuple[str, bytes, list[tuple[str, bytes]]]]
+    """Keys with their changelog value and headers."""
+    batches: list[tuple[bytes, int]] = []
+    """Restored record batches still standing in for values (raw as fetched, start)."""
+    batched: list[tuple[str, int, float | None]] = []
+    """Keys whose value is still in one of `batches`: (key, index, due time)."""
 
 
 class _Encoded:
@@ -204,6 +211,40 @@ class TaskStore(Generic[S]):
             else:
                 committed[name] = _Encoded(value, pack_headers(headers))
         return committed[key]
+
+    def snapshot(
+        self,
+        changelog_offset: int,
+        encode: Callable[[str, S], tuple[bytes, list[tuple[str, bytes]]]],
+    ) -> _Snapshot:
+        """The committed store as a snapshot: decoded values are encoded, values still in
+        a restored batch stay there (the batch is written once, compressed as fetched)."""
+        entries: list[tuple[str, bytes, list[tuple[str, bytes]]]] = []
+        batches: list[tuple[bytes, int]] = []
+        batched: list[tuple[str, int, float | None]] = []
+        index: dict[int, int] = {}  # id(batch) -> position in `batches` (all kept alive)
+        for key, value in self.committed.items():
+            kind = type(value)
+            if kind is RestoredBatch:
+                at = index.get(id(value))
+                if at is None:
+                    at = index[id(value)] = len(batches)
+                    batches.append((bytes(value.raw), value.start))
+                batched.append((key, at, self.due_at.get(key)))
+            elif kind is _Encoded:
+                entries.append((key, value.raw, [(k, v or b"") for k, v in value.headers()]))
+            else:
+                entries.append((key, *encode(key, value)))
+        return _Snapshot(changelog_offset, entries, batches, batched)
+
+    def file_snapshot(self, snapshot: _Snapshot) -> None:
+        for key, raw, headers in snapshot.entries:
+            self.file_encoded(key, raw, headers)
+        holders = [RestoredBatch(raw, start) for raw, start in snapshot.batches]
+        for key, at, due in snapshot.batched:
+            self.committed[key] = holders[at]
+            if self._due_of is not None:
+                self._set_due(key, due, push=False)
 
     def encoded(self, key: str) -> tuple[bytes, list[tuple[str, bytes | None]]] | None:
         """A committed value's changelog bytes and headers if it was never decoded."""
@@ -704,18 +745,12 @@ class StreamEngine(Generic[S]):
         assert self.codec is not None and self.processor.changelog
         tp = TopicPartition(self.names(self.processor.changelog), task.partition)
         end = await self._changelog_end(tp)
-        entries = []
-        for key, value in list(task.store.committed.items()):
-            encoded = task.store.encoded(key)
-            if encoded is not None:  # never decoded: as it came from the changelog
-                raw, stored = encoded
-                entries.append((key, raw, [(k, v or b"") for k, v in stored]))
-                continue
-            raw, headers = self._encode_value(task.store, key, value)
-            entries.append((key, raw, headers))
+        snapshot = task.store.snapshot(
+            end, lambda key, value: self._encode_value(task.store, key, value)
+        )
         self._snapshot_dir.mkdir(parents=True, exist_ok=True)
         tmp = self._snapshot_path(task.partition).with_suffix(".tmp")
-        tmp.write_bytes(msgspec.msgpack.encode(_Snapshot(end, entries)))
+        tmp.write_bytes(msgspec.msgpack.encode(snapshot))
         tmp.replace(self._snapshot_path(task.partition))
 
     def _encode_value(
@@ -770,8 +805,7 @@ class StreamEngine(Generic[S]):
             # Read once, then delete: a crash after this point must not reuse it.
             snapshot = msgspec.msgpack.decode(snap_path.read_bytes(), type=_Snapshot)
             snap_path.unlink()
-            for key, raw, headers in snapshot.entries:
-                task.store.file_encoded(key, raw, headers)
+            task.store.file_snapshot(snapshot)
             start_offset = snapshot.changelog_offset
         reader = self._reader()  # for the offsets, and its client for the fetches
         await reader.start()
