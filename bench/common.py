@@ -472,6 +472,9 @@ class LatencyProbe:
         self.topic = topic
         self.ce_type = ce_type
         self.samples: list[float] = []
+        self.handled: list[float] = []
+        """Per sample: produced -> output record created (the processor's send: fetch,
+        queueing, handling); the rest of the sample is committed and read back."""
         self.collecting = False
         self.seen = 0
         self._consumer = AIOKafkaConsumer(
@@ -510,6 +513,7 @@ class LatencyProbe:
                         continue
                     at = datetime.fromisoformat(stamp.decode()).timestamp()
                     self.samples.append((now - at) * 1000.0)
+                    self.handled.append(record.timestamp - at * 1000.0)  # CreateTime, ms
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -539,7 +543,12 @@ async def measure_latency(
     finally:
         await probe.stop()
     samples = probe.samples
+    visible = [total - handled for total, handled in zip(samples, probe.handled, strict=True)]
     return {
+        "handled_p50_ms": percentile(probe.handled, 50),
+        "handled_p99_ms": percentile(probe.handled, 99),
+        "visible_p50_ms": percentile(visible, 50),
+        "visible_p99_ms": percentile(visible, 99),
         "offered_rate": rate,
         "achieved_rate": round(achieved, 1),
         "sent": sent,

@@ -74,7 +74,7 @@ def orders(run: str, count: int) -> list[tuple[str, int, bytes, bytes, list[tupl
     for n in range(count):
         order_id = f"B-{run}-{n}"
         order = msgspec.structs.replace(template, order_id=order_id, placed_at=now,
-                                        promised_by=now + timedelta(days=2),
+                                        promised_by=now + timedelta(days=7),
                                         delivery_window=None)  # fmt: skip
         env = new_envelope(
             order,

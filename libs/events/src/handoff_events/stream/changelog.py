@@ -1,7 +1,8 @@
 """Reading a changelog partition on a cold start: the restore's hot path.
 
 A restore reads a few million records once, from a known start to a known end, and
-keeps every value as the bytes it came in. An `AIOKafkaConsumer` does more than that
+needs from each record only its key and due time: the value can wait until somebody
+reads it. An `AIOKafkaConsumer` does more than that
 and all of it on the event loop's thread: it decompresses each batch, builds a
 `ConsumerRecord` with ten fields per record and a tuple per header, and only asks for
 the next batch once the caller has taken the last one. Measured on the bench's
@@ -221,7 +222,9 @@ class ChangelogReader:
         brought, one list per fetch. `end` must not exceed the last stable offset."""
         loop = asyncio.get_running_loop()
         position = start
-        ahead: asyncio.Future[Fetched] | None = asyncio.ensure_future(self._fetch(position))
+        ahead: asyncio.Future[Fetched] | None = None
+        if position < end:  # an empty (or already read) partition needs no fetch
+            ahead = asyncio.ensure_future(self._fetch(position))
         try:
             while position < end:
                 assert ahead is not None
