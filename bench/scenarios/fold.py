@@ -262,18 +262,25 @@ def rows_for(scenario: str, result: dict[str, Any], ceiling: float | None) -> li
         Row(scenario, f"latency p99 @ {FIXED_RATE:,}/s offered", fixed["p99_ms"], "ms",
             f"≤ {TARGET_P99_MS:.0f}" if scenario == "tracking fold" else None,
             at_most(fixed["p99_ms"], TARGET_P99_MS) if scenario == "tracking fold" else None),
-        Row(scenario, f"  of which produced → output sent, p50 @ {FIXED_RATE:,}/s",
-            fixed.get("handled_p50_ms"), "ms", note=f"p99 {_ms(fixed, 'handled_p99_ms')}; "
-            "the output record's CreateTime minus the event's: fetch, queueing, handling "
-            "(the batch it waits for included)"),
-        Row(scenario, f"  of which sent → visible, p50 @ {FIXED_RATE:,}/s",
-            fixed.get("visible_p50_ms"), "ms", note=f"p99 {_ms(fixed, 'visible_p99_ms')}; "
-            "arrival at a read_committed reader minus the output's CreateTime: the "
-            "transaction's commit, its marker, the read"),
         Row(scenario, "latency p50 @ max offered", flat["p50_ms"], "ms",
             note=f"offered {flat['offered_rate']:,.0f}/s, achieved {flat['achieved_rate']:,.0f}/s"),
         Row(scenario, "latency p99 @ max offered", flat["p99_ms"], "ms"),
     ]  # fmt: skip
+    if scenario == "tracking fold":
+        # Quix Streams stamps its output with the input's timestamp (as Kafka Streams
+        # does), so a split at the output's CreateTime only means something for Handoff.
+        rows[3:3] = [
+            Row(scenario, f"  of which produced → output sent, p50 @ {FIXED_RATE:,}/s",
+                fixed.get("handled_p50_ms"), "ms",
+                note=f"p99 {_ms(fixed, 'handled_p99_ms')}; the output record's CreateTime "
+                "minus the event's: fetch, queueing, handling (the batch it waits for "
+                "included)"),
+            Row(scenario, f"  of which sent → visible, p50 @ {FIXED_RATE:,}/s",
+                fixed.get("visible_p50_ms"), "ms",
+                note=f"p99 {_ms(fixed, 'visible_p99_ms')}; arrival at a read_committed "
+                "reader minus the output's CreateTime: the transaction's commit, its "
+                "marker, the read"),
+        ]  # fmt: skip
     if ceiling:
         rows.append(Row(scenario, "ratio to the ceiling (produce)", eps / ceiling, "x",
                         note="fold events/s ÷ ProducerPerformance rec/s"))  # fmt: skip
