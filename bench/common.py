@@ -307,18 +307,23 @@ def bench_shipment_id(run: str, n: int) -> str:
 
 
 def observations(
-    shipments: int, per_shipment: int, run: str, partitions: int = PARTITIONS
+    shipments: int,
+    per_shipment: int,
+    run: str,
+    partitions: int = PARTITIONS,
+    numbers: Sequence[int] | None = None,
 ) -> list[Record]:
     """Carrier observations for `shipments` shipments, `per_shipment` scans each (at most
     len(LIFECYCLE)), interleaved as live traffic is: scan k of every shipment comes
     before scan k+1 of any. Keyed by shipment id (as the join emits them); `ce_time`
-    is a placeholder the sender overwrites with the send time."""
+    is a placeholder the sender overwrites with the send time. `numbers` picks which
+    shipments of the run (instead of the first `shipments`)."""
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
     placeholder = datetime(2000, 1, 1, tzinfo=UTC)
     out: list[Record] = []
     for step in range(min(per_shipment, len(LIFECYCLE))):
         code, status, sub_status = LIFECYCLE[step]
-        for n in range(shipments):
+        for n in range(shipments) if numbers is None else numbers:
             sid = bench_shipment_id(run, n)
             city, postal = CITIES[(n + step) % len(CITIES)]
             obs = TrackingObserved(

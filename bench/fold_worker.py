@@ -111,8 +111,9 @@ async def run(args: argparse.Namespace) -> None:
                     progress.extra["restore_seconds"] = _metric_sum(
                         metrics.RESTORE_SECONDS, suffix="_sum"
                     )
-                    progress.extra["first_reads"] = FIRST_READS
-                    progress.extra["first_read_us"] = await _first_reads(engine, FIRST_READS)
+                    if args.first_reads:
+                        progress.extra["first_reads"] = FIRST_READS
+                        progress.extra["first_read_us"] = await _first_reads(engine, FIRST_READS)
                     # The engine may keep restored values encoded until first use; what
                     # they cost once every one is decoded (as a timer over all of them,
                     # or queries, will do) is the other half of the memory story.
@@ -180,6 +181,12 @@ def main() -> None:
         dest="decode_all",
         action="store_false",
         help="with --restore: skip decoding every state afterwards (big stores)",
+    )
+    parser.add_argument(
+        "--no-first-reads",
+        dest="first_reads",
+        action="store_false",
+        help="with --restore: leave the restored batches untouched (a catch-up follows)",
     )
     run_service(run(parser.parse_args()))
 

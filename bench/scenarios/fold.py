@@ -56,7 +56,12 @@ WARMUP_SHIPMENTS = 100
 
 
 def fold_worker(
-    bench: Bench, prefix: str, name: str, restore: bool = False, decode_all: bool = True
+    bench: Bench,
+    prefix: str,
+    name: str,
+    restore: bool = False,
+    decode_all: bool = True,
+    first_reads: bool = True,
 ) -> Worker:
     rep = bench.work / f"{name}.json"
     argv = [
@@ -68,6 +73,8 @@ def fold_worker(
         argv.append("--restore")
         if not decode_all:
             argv.append("--no-decode-all")
+        if not first_reads:
+            argv.append("--no-first-reads")
     return spawn(name, argv, bench.logs, report=rep)
 
 

@@ -17,6 +17,7 @@ after (after a `gc.collect()`), giving records/s and bytes per shipment.
 from __future__ import annotations
 
 import asyncio
+import random
 import subprocess
 import sys
 import time
@@ -40,6 +41,7 @@ from handoff_tracking.domain.exceptions import ExceptionPolicy, next_check
 from handoff_tracking.domain.fold import FoldInput, fold_all
 
 from bench.common import (
+    OBSERVATIONS,
     PARTITIONS,
     STATE,
     Record,
@@ -54,7 +56,8 @@ from bench.common import (
     say,
     stop_workers,
 )
-from bench.scenarios.fold import fold_worker, reports, top_frames, wait_ready
+from bench.scenarios.fold import fold_worker, reports, top_frames, wait_count, wait_ready
+from bench.scenarios.fold import total as handled
 
 if TYPE_CHECKING:
     from bench.run import Bench
@@ -158,7 +161,46 @@ async def run(bench: Bench) -> list[Row]:
                                f"{free / 2**30:.1f} GiB available", f"≥ {TARGET:,}"))  # fmt: skip
             return rows
         rows += await cold_start(bench, want, "", decode_all=False)
+        rows.append(await catch_up(bench, want))
     return rows
+
+
+CATCH_UP = 20_000
+"""Carrier events for the catch-up after a cold start (at most a fifth of the store)."""
+
+
+async def catch_up(bench: Bench, restored: int) -> Row:
+    """A second cold start of the same store, then a backlog of one carrier event each
+    for shipments picked at random from it, as after a restart: each event's first read
+    of its shipment may unpack a record batch (decision 0008). Events/s to compare with
+    the fold's burst, whose store starts empty."""
+    prefix = f"restore{restored}-{bench.stamp}."
+    count = min(CATCH_UP, restored // 5)
+    picks = random.Random(11).sample(range(restored), count)
+    records = observations(count, 1, run="r", numbers=picks)
+    worker = fold_worker(
+        bench, prefix, f"catchup-worker-{restored}", restore=True, decode_all=False,
+        first_reads=False,
+    )  # fmt: skip
+    bench.workers.append(worker)
+    metric = "events/s folded right after a cold start (backlog, random shipments)"
+    try:
+        await wait_ready([worker], 900, partitions=PARTITIONS)
+        before, cpu_before = handled([worker]), worker.cpu_seconds()
+        started = time.time()
+        await blast(bench.bootstrap, prefix + OBSERVATIONS, records)
+        if not await wait_count([worker], before + count, 600):
+            return Row.na(f"restore {restored:,}", metric, "events/s",
+                          f"{handled([worker]) - before:,} of {count:,} handled in 600 s")  # fmt: skip
+        cpu = worker.cpu_seconds() - cpu_before
+        last = reports([worker])[0].get("last_at", time.time())
+    finally:
+        stop_workers([worker])
+    elapsed = max(1e-6, last - started)
+    return Row(f"restore {restored:,}", metric, count / elapsed, "events/s",
+               note=f"{count:,} events, one per shipment, {count / max(cpu, 1e-6):,.0f} per "
+               "CPU-second; each first read of an untouched record batch unpacks it "
+               "(compare the fold's burst row, whose store starts empty)")  # fmt: skip
 
 
 async def start_profile(bench: Bench, worker: Worker, name: str) -> Awaitable[list[str]]:
