@@ -242,9 +242,7 @@ class TaskStore(Generic[S]):
             self.file_encoded(key, raw, headers)
         holders = [RestoredBatch(raw, start) for raw, start in snapshot.batches]
         for key, at, due in snapshot.batched:
-            self.committed[key] = holders[at]
-            if self._due_of is not None:
-                self._set_due(key, due, push=False)
+            self.file_restored(key, holders[at], due)  # due: the index's stamp, or None
 
     def encoded(self, key: str) -> tuple[bytes, list[tuple[str, bytes | None]]] | None:
         """A committed value's changelog bytes and headers if it was never decoded."""
