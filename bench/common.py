@@ -394,9 +394,16 @@ def _producer(bootstrap: str, linger_ms: int = 5) -> AIOKafkaProducer:
     )
 
 
-async def blast(bootstrap: str, topic: str, records: Sequence[Record], chunk: int = 500) -> float:
+async def blast(
+    bootstrap: str,
+    topic: str,
+    records: Sequence[Record],
+    chunk: int = 500,
+    batch_bytes: int | None = None,
+) -> float:
     """Produce pre-encoded records as fast as the client allows (acks=all, idempotent),
-    in per-partition batches; every record is stamped with its batch's send time.
+    in per-partition batches (of at most `batch_bytes` value bytes, as a stream stage
+    writes its changelog); every record is stamped with its batch's send time.
     Returns the seconds it took."""
     producer = _producer(bootstrap)
     await producer.start()
@@ -413,16 +420,18 @@ async def blast(bootstrap: str, topic: str, records: Sequence[Record], chunk: in
                 if not part:
                     continue
                 now = datetime.now(UTC)
-                batch = producer.create_batch()
+                batch, filled = producer.create_batch(), 0
                 for record in part:
                     value, headers = stamped(record, now)
                     if (
-                        batch.append(key=record[1], value=value, timestamp=None, headers=headers)
-                        is None
-                    ):
+                        batch_bytes is not None and filled and filled + len(value) > batch_bytes
+                    ) or batch.append(
+                        key=record[1], value=value, timestamp=None, headers=headers
+                    ) is None:
                         futures.append(await producer.send_batch(batch, topic, partition=partition))
-                        batch = producer.create_batch()
+                        batch, filled = producer.create_batch(), 0
                         batch.append(key=record[1], value=value, timestamp=None, headers=headers)
+                    filled += len(value)
                 futures.append(await producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*futures)
     finally:

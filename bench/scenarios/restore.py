@@ -35,6 +35,7 @@ from handoff_events.contracts import (
     TrackingObserved,
 )
 from handoff_events.envelope import decode
+from handoff_events.runtime.settings import ServiceSettings
 from handoff_events.stream.engine import DUE_HEADER
 from handoff_tracking.adapters.state_codec import ShipmentStateCodec
 from handoff_tracking.domain.exceptions import ExceptionPolicy, next_check
@@ -230,7 +231,10 @@ async def cold_start(bench: Bench, total: int, label: str, decode_all: bool = Tr
     began = time.monotonic()
     for start in range(0, total, CHUNK):
         await blast(
-            bench.bootstrap, prefix + STATE, shipments(tpls, start, min(CHUNK, total - start))
+            bench.bootstrap,
+            prefix + STATE,
+            shipments(tpls, start, min(CHUNK, total - start)),
+            batch_bytes=ServiceSettings().changelog_batch_bytes,  # as the fold writes it
         )
     say(f"restore: written in {time.monotonic() - began:.0f} s; cold start of the fold")
     worker = fold_worker(

@@ -16,13 +16,14 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from handoff_events.stream.changelog import (
     NO_DUE_HEADER,
     Fetched,
+    RestoredBatch,
     due_of_headers,
     pack_headers,
     split_batches,
     unpack,
     unpack_headers,
 )
-from handoff_events.stream.engine import DUE_HEADER, TaskStore, _Snapshot
+from handoff_events.stream.engine import _UNPACKED_BATCHES, DUE_HEADER, TaskStore, _Snapshot
 
 DUE = DUE_HEADER
 
@@ -131,8 +132,8 @@ def test_unpack_without_a_due_index_reads_no_due_time() -> None:
 
 
 def test_a_restored_key_reads_its_latest_value_from_its_batch() -> None:
-    """Keys point at the batch that holds their latest record; reading one unpacks the
-    batch's values for every key still pointing at it, and nothing else."""
+    """Keys point at the batch that holds their latest record; reading one gives that key
+    its value and leaves the batch's other keys pointing at the batch."""
     store: TaskStore[bytes] = TaskStore()
     fetched = _fetched(
         _batch(
@@ -150,7 +151,8 @@ def test_a_restored_key_reads_its_latest_value_from_its_batch() -> None:
         store.file_restored(key, batch, due)
 
     assert store.encoded("shp_a") == (b"a-new", [("ce_id", b"3")])
-    assert store.encoded("shp_b") == (b"b-only", [("ce_id", b"2")])  # unpacked with shp_a
+    assert type(store.committed["shp_b"]) is RestoredBatch  # not unpacked with shp_a
+    assert store.encoded("shp_b") == (b"b-only", [("ce_id", b"2")])
     assert store.encoded("shp_c") == (b"c-later", [("ce_id", b"5")])
     assert set(store.committed) == {"shp_a", "shp_b", "shp_c"}
 
@@ -180,3 +182,34 @@ def test_a_snapshot_keeps_restored_batches_as_batches_and_the_due_index() -> Non
     assert [key for key, *_ in snapshot.entries] == ["c"]
     assert {k: again.encoded(k) for k in "abc"} == {k: store.encoded(k) for k in "abc"}
     assert again.due_at == store.due_at == {"a": 30.0, "c": 10.0}
+
+
+def test_reading_restored_keys_unpacks_a_batch_once_while_it_is_among_the_last_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Keys written together are often read together: a batch stays unpacked among the
+    last `_UNPACKED_BATCHES` a store read from, and is unpacked again once it fell out."""
+    unpacked: list[int] = []
+    latest = RestoredBatch.latest
+
+    def counted(self: RestoredBatch) -> Any:
+        unpacked.append(1)
+        return latest(self)
+
+    monkeypatch.setattr(RestoredBatch, "latest", counted)
+    store: TaskStore[bytes] = TaskStore()
+    others = _UNPACKED_BATCHES + 1
+    fetched = _fetched(
+        _batch([(b"a", b"va", []), (b"b", b"vb", []), (b"c", b"vc", [])]),
+        *(_batch([(f"o{n}".encode(), b"v", [])], base_offset=3 + n) for n in range(others)),
+    )
+    for key, batch, due in unpack(fetched, start=0, due_header=None):
+        assert batch is not None
+        store.file_restored(key, batch, due)
+
+    assert [store.encoded(k) for k in "ab"] == [(b"va", []), (b"vb", [])]
+    assert len(unpacked) == 1
+    for n in range(others):
+        store.encoded(f"o{n}")
+    assert store.encoded("c") == (b"vc", [])
+    assert len(unpacked) == 2 + others  # the first batch was unpacked a second time

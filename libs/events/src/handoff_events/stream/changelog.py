@@ -80,6 +80,17 @@ class RestoredBatch:
                 key = record.key
                 yield record.offset, key.decode() if key else "", record.value, record.headers
 
+    def latest(self) -> dict[str, tuple[bytes | None, list[tuple[str, bytes | None]]]]:
+        """The value (None: a tombstone) and headers of each key's last record in the batch.
+        Safe on a worker thread: it reads nothing but the batch's own bytes."""
+        start = self.start
+        out: dict[str, tuple[bytes | None, list[tuple[str, bytes | None]]]] = {}
+        for record in DefaultRecordBatch(self.raw):
+            if record.offset >= start:
+                key = record.key
+                out[key.decode() if key else ""] = (record.value, record.headers)
+        return out
+
 
 Restored = tuple[str, RestoredBatch | None, float | None]
 """(key, the batch holding its latest value or None for a tombstone, its due time)."""

@@ -55,6 +55,7 @@ import inspect
 import os
 import socket
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -100,6 +101,8 @@ _OPEN_TASK_S = 300.0
 _IDLE_CHECK_S = 2.0
 _FENCED_WINDOW_S = 60.0
 _FENCED_LIMIT = 3
+_UNPACKED_BATCHES = 8
+Unpacked = dict[str, tuple[bytes | None, list[tuple[str, bytes | None]]]]
 
 
 class _CollectorPause:
@@ -156,10 +159,10 @@ class _Snapshot(msgspec.Struct):
 
 class _Encoded:
     """A changelog value not decoded yet: a restored key points at its record batch
-    (`changelog.RestoredBatch`) until one of that batch's keys is read; then each of its
-    keys gets its value's bytes and packed headers (`changelog.pack_headers`), and a value
-    is decoded the first time it is read. Restore speed and memory then scale with the
-    compressed bytes, not with building objects for keys that may never be read again."""
+    (`changelog.RestoredBatch`) until it is read; then it gets its value's bytes and
+    packed headers (`changelog.pack_headers`), and the value is decoded. Restore speed
+    and memory then scale with the compressed bytes, not with building objects for keys
+    that may never be read again."""
 
     __slots__ = ("packed", "raw")
 
@@ -187,6 +190,7 @@ class TaskStore(Generic[S]):
         self._due_of = due_of
         self.due_at: dict[str, float] = {}
         self._due_heap: list[tuple[float, str]] = []
+        self._unpacked: OrderedDict[RestoredBatch, Unpacked] = OrderedDict()
 
     def _decoded(self, key: str, value: Any) -> S:
         if type(value) is RestoredBatch:
@@ -197,20 +201,27 @@ class TaskStore(Generic[S]):
             self.committed[key] = value
         return value  # type: ignore[no-any-return]
 
-    def _unbatch(self, key: str, batch: RestoredBatch) -> Any:
-        """Every key whose latest record is in `batch` gets its value's bytes (the last
-        record of the key in the batch is the one restored); `key`'s value is returned."""
-        committed = self.committed
-        latest: dict[str, tuple[bytes | None, list[tuple[str, bytes | None]]]] = {}
-        for _, name, value, headers in batch.records():
-            if committed.get(name) is batch:
-                latest[name] = (value, headers)
-        for name, (value, headers) in latest.items():
-            if value is None:  # pragma: no cover - a tombstone removed the key on restore
-                committed.pop(name, None)
-            else:
-                committed[name] = _Encoded(value, pack_headers(headers))
-        return committed[key]
+    def _unbatch(self, key: str, batch: RestoredBatch) -> _Encoded:
+        """`key` gets its value's bytes from `batch` (its last record there is the one
+        restored). Only `key`: the batch's other keys keep pointing at it, so reading
+        shipments at random after a cold start grows the process by what is read, not
+        by whole batches (decision 0008). The unpacked batch is kept among the last
+        `_UNPACKED_BATCHES`, for keys written together and read together."""
+        unpacked = self._unpacked.get(batch)
+        if unpacked is None:
+            unpacked = batch.latest()
+            self._keep_unpacked(batch, unpacked)
+        else:
+            self._unpacked.move_to_end(batch)
+        value, headers = unpacked[key]
+        assert value is not None  # a key restored from a tombstone is not in the store
+        encoded = self.committed[key] = _Encoded(value, pack_headers(headers))
+        return encoded
+
+    def _keep_unpacked(self, batch: RestoredBatch, unpacked: Unpacked) -> None:
+        self._unpacked[batch] = unpacked
+        if len(self._unpacked) > _UNPACKED_BATCHES:
+            self._unpacked.popitem(last=False)
 
     def snapshot(
         self,
@@ -277,6 +288,7 @@ class TaskStore(Generic[S]):
 
     def clear(self) -> None:
         self.committed.clear()
+        self._unpacked.clear()
         self.due_at.clear()
         self._due_heap.clear()
 
@@ -325,7 +337,7 @@ class TaskStore(Generic[S]):
     def materialize(self) -> dict[str, S]:
         """Every committed value decoded (for queries and tests)."""
         for key in list(self.committed):
-            self._decoded(key, self.committed[key])  # (unbatching rewrites other keys)
+            self._decoded(key, self.committed[key])
         return self.committed
 
     # -- the Store protocol, as seen by handlers --------------------------------------
@@ -1130,7 +1142,10 @@ class StreamEngine(Generic[S]):
                     reason=reason,
                     field=fld,
                 )
-            futures = await _send_batched(producer, outgoing)
+            caps = {}
+            if self.processor.changelog:
+                caps[changelog] = self.settings.changelog_batch_bytes
+            futures = await _send_batched(producer, outgoing, caps)
             await kip447.send_offsets_fenced(producer, offsets, self.group_id, batch.generation)
             await producer.commit_transaction()
             for fut in futures:
@@ -1346,8 +1361,20 @@ def _timestamp(item: tuple[TopicPartition, ConsumerRecord]) -> int:
 async def _send_batched(
     producer: AIOKafkaProducer,
     outgoing: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]], int | None]],
+    caps: dict[str, int] | None = None,
 ) -> list[asyncio.Future[Any]]:
-    """Send records as one batch per (topic, partition): far cheaper than one `send` per record.
+    """Send records as record batches per (topic, partition): far cheaper than one `send`
+    per record. A topic in `caps` gets a new batch before its value bytes would pass the
+    cap (the changelog: `changelog_batch_bytes`); others fill batches up to the
+    producer's size.
+
+    The batches go out in rounds: the first batch of every partition, then the second
+    of every partition that has one, and so on. aiokafka keeps one produce request in
+    flight per broker, a partition's next batch waits until its previous one was
+    drained into a request, and each request takes at most one batch per partition. Sent
+    partition after partition, a transaction with k batches for a partition would wait
+    k - 1 round trips before the next partition's first batch was even queued; in rounds,
+    the whole transaction takes as many round trips as its longest partition has batches.
 
     Partitions are chosen by the producer's own partitioner (murmur2 on the key, as the Java
     client does), so co-partitioning holds exactly as with `send`."""
@@ -1366,17 +1393,30 @@ async def _send_batched(
         else:
             partition = producer._partition(topic, None, None, None, key, value)
         groups.setdefault((topic, partition), []).append((key, value, headers))
-    futures: list[asyncio.Future[Any]] = []
+    caps = caps or {}
+    built: list[tuple[str, int, list[Any]]] = []
     for (topic, partition), records in groups.items():
         batch = producer.create_batch()
+        batches = [batch]
+        cap, filled = caps.get(topic), 0
         for key, value, headers in records:
-            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = producer.create_batch()
+            size = len(value) if value else 0
+            if (cap is not None and filled and filled + size > cap) or batch.append(
+                key=key, value=value, timestamp=None, headers=headers
+            ) is None:
+                batch, filled = producer.create_batch(), 0
+                batches.append(batch)
                 if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                     raise ValueError(f"record too large for one batch on {topic}")
-        if batch.record_count():
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
+            filled += size
+        built.append((topic, partition, batches))
+    futures: list[asyncio.Future[Any]] = []
+    for round_ in range(max((len(batches) for *_, batches in built), default=0)):
+        for topic, partition, batches in built:
+            if round_ < len(batches) and batches[round_].record_count():
+                futures.append(
+                    await producer.send_batch(batches[round_], topic, partition=partition)
+                )
     return futures
 
 
