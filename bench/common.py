@@ -43,6 +43,7 @@ from handoff_events.envelope import encode, new_envelope, rfc3339
 from handoff_events.ids import event_id
 from handoff_events.provision import provision
 from handoff_events.runtime.settings import ServiceSettings
+from handoff_events.stream.engine import _send_batched
 from handoff_events.values import Location
 
 REPO = Path(__file__).resolve().parent.parent
@@ -402,12 +403,14 @@ async def blast(
     batch_bytes: int | None = None,
 ) -> float:
     """Produce pre-encoded records as fast as the client allows (acks=all, idempotent),
-    in per-partition batches (of at most `batch_bytes` value bytes, as a stream stage
-    writes its changelog); every record is stamped with its batch's send time.
-    Returns the seconds it took."""
+    `chunk` per partition at a time, cut into record batches and sent in rounds as a
+    stream stage sends a transaction's records (`engine._send_batched`; `batch_bytes`
+    caps a batch's value bytes as `changelog_batch_bytes` does for a changelog). Every
+    record is stamped with its chunk's send time. Returns the seconds it took."""
     producer = _producer(bootstrap)
     await producer.start()
     started = time.monotonic()
+    caps = None if batch_bytes is None else {topic: batch_bytes}
     try:
         await producer.partitions_for(topic)
         futures = []
@@ -415,24 +418,14 @@ async def blast(
         for record in records:
             by_partition.setdefault(record[0], []).append(record)
         for start in range(0, max(len(v) for v in by_partition.values()), chunk):
-            for partition, items in by_partition.items():
-                part = items[start : start + chunk]
-                if not part:
-                    continue
-                now = datetime.now(UTC)
-                batch, filled = producer.create_batch(), 0
-                for record in part:
-                    value, headers = stamped(record, now)
-                    if (
-                        batch_bytes is not None and filled and filled + len(value) > batch_bytes
-                    ) or batch.append(
-                        key=record[1], value=value, timestamp=None, headers=headers
-                    ) is None:
-                        futures.append(await producer.send_batch(batch, topic, partition=partition))
-                        batch, filled = producer.create_batch(), 0
-                        batch.append(key=record[1], value=value, timestamp=None, headers=headers)
-                    filled += len(value)
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
+            now = datetime.now(UTC)
+            outgoing: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]], int]]
+            outgoing = [
+                (topic, record[1], *stamped(record, now), partition)
+                for partition, items in by_partition.items()
+                for record in items[start : start + chunk]
+            ]
+            futures += await _send_batched(producer, outgoing, caps)  # type: ignore[arg-type]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()

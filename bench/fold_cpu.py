@@ -23,6 +23,7 @@ from typing import Any
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import TopicPartition
 from handoff_events.runtime.app import tune_gc
+from handoff_events.runtime.settings import ServiceSettings
 from handoff_events.stream.engine import StreamEngine, TaskStore, _Batch, _encode, _Task
 from handoff_tracking.domain.exceptions import ExceptionPolicy
 from handoff_tracking.handlers import build_fold
@@ -34,6 +35,7 @@ CODECS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 PER_TASK = 500
 """Records each task takes into one batch (the engine's fair share of a busy batch)."""
 BATCH_BYTES = 512 * 1024  # the engine producer's max_batch_size
+STATE_BATCH_BYTES = ServiceSettings().changelog_batch_bytes  # value bytes, the changelog's cap
 
 
 class _Record:
@@ -77,22 +79,16 @@ async def measure(shipments: int, codec: str) -> dict[str, Any]:
         for emit in batch.emits:
             value, headers = _encode(emit.envelope)
             outgoing.append((emit.key.encode(), value, headers))
+        states: list[tuple[bytes, bytes, list[tuple[str, bytes]]]] = []
         for task in batch.tasks:
             due: dict[str, float | None] = {}
             for shipment, state in task.store.staged().items():
                 raw, headers = engine._encode_value(task.store, shipment, state, due)
-                outgoing.append((shipment.encode(), raw, headers))
+                states.append((shipment.encode(), raw, headers))
             task.store.apply_batch(due)
-        builder = DefaultRecordBatchBuilder(2, CODECS[codec], False, -1, -1, -1, BATCH_BYTES)
-        for key_bytes, value, headers in outgoing:
-            if builder.append(0, None, key_bytes, value, headers) is None:
-                builder.build()
-                builder = DefaultRecordBatchBuilder(
-                    2, CODECS[codec], False, -1, -1, -1, BATCH_BYTES
-                )
-                builder.append(0, None, key_bytes, value, headers)
-        builder.build()
-        records_out += len(outgoing)
+        _build(outgoing, CODECS[codec], None)
+        _build(states, CODECS[codec], STATE_BATCH_BYTES)
+        records_out += len(outgoing) + len(states)
         handle_s += handled - began
         encode_s += time.process_time() - handled
     return {
@@ -104,6 +100,24 @@ async def measure(shipments: int, codec: str) -> dict[str, Any]:
         "total_us": (handle_s + encode_s) / events * 1e6,
         "events_per_cpu_s": events / (handle_s + encode_s),
     }
+
+
+def _build(
+    records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]], codec: int, cap: int | None
+) -> None:
+    """Record batches as the engine's producer builds them (`cap`: value bytes per batch)."""
+    builder = DefaultRecordBatchBuilder(2, codec, False, -1, -1, -1, BATCH_BYTES)
+    filled = 0
+    for key_bytes, value, headers in records:
+        if (cap is not None and filled and filled + len(value) > cap) or builder.append(
+            0, None, key_bytes, value, headers
+        ) is None:
+            builder.build()
+            builder = DefaultRecordBatchBuilder(2, codec, False, -1, -1, -1, BATCH_BYTES)
+            builder.append(0, None, key_bytes, value, headers)
+            filled = 0
+        filled += len(value)
+    builder.build()
 
 
 def main() -> None:
