@@ -70,8 +70,9 @@ PROBE = 100_000
 
 VARIANTS = 2_000
 """Distinct shipment lifecycles the states are built from. Each written state copies one
-of them with a fresh shipment id, so a producer batch (~100 states) holds mostly distinct
-lifecycles and compression sees what it would see in production, not one state repeated."""
+of them with a fresh shipment id, so a record batch (~25 states: `changelog_batch_bytes`)
+holds distinct lifecycles and compression sees what it would see in production, not
+one state repeated."""
 
 
 def templates(variants: int = VARIANTS) -> list[tuple[bytes, list[tuple[str, bytes]]]]:

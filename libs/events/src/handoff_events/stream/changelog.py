@@ -21,13 +21,13 @@ took as much CPU as all the Python code.
    by side use both cores and the loop stays free for the group's heartbeats.
 3. **Keep the batches, not the values.** A restored key points at the record batch
    that holds its latest value, kept as fetched (compressed: ~270 B per 4.7 KB state),
-   instead of a copy of the value. The first read of any key of a batch unpacks that
-   batch's values (`RestoredBatch.records`); a batch none of whose keys is ever read
-   again (delivered shipments) is never unpacked. A restore then no longer grows the
-   process by the size of every value, which on this machine was half its CPU in page
-   faults. The due time the store indexes by is read from each record's due header on
-   the worker thread; values unpacked later keep their headers packed into one msgpack
-   `bytes` (`pack_headers`) rather than a tuple of tuples.
+   instead of a copy of the value. The first read of a key unpacks its batch
+   (`RestoredBatch.latest`) and keeps that key's value only; a batch none of whose
+   keys is ever read again (delivered shipments) is never unpacked. A restore then no
+   longer grows the process by the size of every value, which on this machine was half
+   its CPU in page faults. The due time the store indexes by is read from each
+   record's due header on the worker thread; a value unpacked later keeps its headers
+   packed into one msgpack `bytes` (`pack_headers`) rather than a tuple of tuples.
 
 Transactions are honoured the way Kafka specifies for read_committed readers: a
 response lists the aborted transactions (producer id, first offset) overlapping the
