@@ -8,7 +8,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import msgspec
-from handoff_events.stream.engine import DUE_HEADER, TaskStore, _Context
+from handoff_events import topics
+from handoff_events.runtime.settings import ServiceSettings
+from handoff_events.stream.api import Context, StatefulProcessor
+from handoff_events.stream.engine import (
+    DUE_HEADER,
+    StreamEngine,
+    TaskStore,
+    _Batch,
+    _Context,
+    _Task,
+)
 
 T0 = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -139,3 +149,51 @@ def test_a_commit_reuses_the_due_times_computed_for_the_changelog_headers() -> N
     assert calls == ["c"]
     assert store.due_at == {"a": T0.timestamp(), "c": T0.timestamp()}
     assert [key for key, _ in store.take_due(T0.timestamp())] == ["a", "c"]
+
+
+def test_a_bounded_take_leaves_the_rest_due_earliest_first() -> None:
+    store = _store()
+    _commit(store, *(Parcel(f"p{n}", T0 + timedelta(seconds=n)) for n in range(10)))
+    _commit(store, Parcel("p0", T0 + timedelta(days=1)))  # rewritten: a stale heap entry
+    now = (T0 + timedelta(minutes=1)).timestamp()
+    first = store.take_due(now, limit=4)
+    assert [key for key, _ in first] == ["p1", "p2", "p3", "p4"]
+    assert store.has_due(now)
+    store.settle_due(first, done=True)
+    rest = store.take_due(now, limit=100)
+    assert [key for key, _ in rest] == [f"p{n}" for n in range(5, 10)]
+    store.settle_due(rest, done=True)
+    assert not store.has_due(now)  # p0 is due tomorrow, not now
+    assert store.has_due((T0 + timedelta(days=2)).timestamp())
+
+
+def _engine(seen: list[list[str]]) -> StreamEngine[Parcel]:
+    def punctuate(ctx: Context[Parcel]) -> None:
+        seen.append([key for key, _ in ctx.due()])
+
+    processor: StatefulProcessor[Parcel] = StatefulProcessor(
+        service="test", stage="timers", inputs=[topics.UPDATES], handle=lambda e, c: None,
+        codec=CountingCodec(), punctuate=punctuate, due=due_of,
+    )  # fmt: skip
+    settings = ServiceSettings(kafka_bootstrap_servers="unused:9092")
+    return StreamEngine(processor, settings, clock=lambda: T0 + timedelta(hours=1))
+
+
+async def test_a_tick_takes_its_share_and_asks_for_the_next_at_once() -> None:
+    """A store whose every value is due (a cold start after a long outage) is worked off
+    share by share, one transaction each, never in one synchronous call."""
+    seen: list[list[str]] = []
+    engine = _engine(seen)
+    store = _store()
+    _commit(store, *(Parcel(f"p{n:03d}", T0 + timedelta(seconds=n)) for n in range(250)))
+    task: _Task[Parcel] = _Task(0, store, restored=True)
+    later = 1e18  # what the batch loop sets before a tick: the usual interval
+    for _ in range(3):
+        task.next_punctuate = later
+        batch: _Batch[Parcel] = _Batch(generation=None)  # type: ignore[arg-type]
+        await engine._tick(task, batch, 100)
+        store.settle_due(batch.ticks[0].taken, done=True)  # as a committed batch does
+        # More were due after the first two: tick again in the next batch, at once.
+        assert task.next_punctuate == (0.0 if len(seen) < 3 else later)
+    assert [len(keys) for keys in seen] == [100, 100, 50]
+    assert [key for keys in seen for key in keys] == [f"p{n:03d}" for n in range(250)]

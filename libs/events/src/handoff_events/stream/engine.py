@@ -314,14 +314,26 @@ class TaskStore(Generic[S]):
         if push:
             heapq.heappush(self._due_heap, (at, key))
 
-    def take_due(self, now: float) -> list[tuple[str, float]]:
-        """Keys due at `now` (with the due time they were taken at), earliest first."""
-        heap, out = self._due_heap, []
-        while heap and heap[0][0] <= now:
+    def take_due(self, now: float, limit: int | None = None) -> list[tuple[str, float]]:
+        """Keys due at `now` (with the due time they were taken at), earliest first; at
+        most `limit` of them, the rest stay due (`has_due`)."""
+        heap = self._due_heap
+        out: list[tuple[str, float]] = []
+        while heap and heap[0][0] <= now and (limit is None or len(out) < limit):
             at, key = heapq.heappop(heap)
             if self.due_at.get(key) == at:
                 out.append((key, at))
         return out
+
+    def has_due(self, now: float) -> bool:
+        """Whether a key is due at `now` (stale heap entries on top are dropped)."""
+        heap = self._due_heap
+        while heap and heap[0][0] <= now:
+            at, key = heap[0]
+            if self.due_at.get(key) == at:
+                return True
+            heapq.heappop(heap)
+        return False
 
     def settle_due(self, taken: list[tuple[str, float]], done: bool) -> None:
         """After a timer tick: handled keys that were not rewritten leave the index (their
@@ -968,6 +980,8 @@ class StreamEngine(Generic[S]):
         busy = sum(1 for t in live if t.pending) or 1
         share = max(64, -(-4 * self.settings.max_batch_records // busy))
         punctuate = self.processor.punctuate
+        # The batch's timers together take about as many due keys as it takes records.
+        due_share = max(64, self.settings.max_batch_records // len(live))
         now = time.monotonic()
         for task in live:
             took = False
@@ -995,7 +1009,7 @@ class StreamEngine(Generic[S]):
                 reach = self._positions(task)
             if punctuate is not None and now >= task.next_punctuate:
                 task.next_punctuate = now + self._punctuate_every
-                await self._tick(task, batch)
+                await self._tick(task, batch, due_share)
                 took = True
             if reach:
                 for tp, position in reach.items():
@@ -1076,22 +1090,33 @@ class StreamEngine(Generic[S]):
                 counter = counters[topic] = metrics.RECORDS.labels(service, stage, topic)
             counter.inc(n)
 
-    async def _tick(self, task: _Task[S], batch: _Batch[S]) -> None:
-        """The processor's timer for one task, inside the batch (after its records)."""
+    async def _tick(self, task: _Task[S], batch: _Batch[S], limit: int) -> None:
+        """The processor's timer for one task, inside the batch (after its records), for
+        at most `limit` due keys."""
         punctuate = self.processor.punctuate
         assert punctuate is not None
         store = task.store
         ctx: _Context[S] = _Context(task.partition, store, self.clock(), emits=batch.emits)
         taken: list[tuple[str, float]] = []
         if self.processor.due is not None:
-            taken = store.take_due(ctx.now.timestamp())
+            # A bounded share per tick, so one transaction never holds the whole store's
+            # timers: a cold start after a long outage (every promise passed) would
+            # otherwise fold a million states in one synchronous call, miss the group's
+            # session and redo it all after the rebalance, forever. The rest stay due and
+            # the next batch ticks again at once.
+            stamp = ctx.now.timestamp()
+            taken = store.take_due(stamp, limit)
             ctx.due_keys = [key for key, _ in taken]
+            if store.has_due(stamp):
+                task.next_punctuate = 0.0
         mark = len(batch.emits)
         try:
             result = punctuate(ctx)
             if inspect.isawaitable(result):
                 await result
             store.keep_record()
+            if taken:
+                await asyncio.sleep(0)  # heartbeats and the poll loop between tasks' timers
         except Exception:
             del batch.emits[mark:]
             store.drop_record()
