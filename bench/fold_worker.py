@@ -72,10 +72,6 @@ async def run(args: argparse.Namespace) -> None:
         began = time.monotonic()
         result = punctuate(ctx)
         passes["seconds"] = passes.get("seconds", 0.0) + time.monotonic() - began
-        due = len(getattr(ctx, "due_keys", None) or ())  # the engine's share for this tick
-        if due:
-            progress.extra["due_taken"] = progress.extra.get("due_taken", 0) + due
-            progress.extra["due_taken_at"] = time.time()
         if passes["calls"] == len(progress.partitions or range(args.partitions)):
             progress.extra["timer_pass_s"] = passes["seconds"]
             progress.extra["rss_after_timer_pass"] = rss_bytes()

@@ -951,6 +951,21 @@ def projection(state: ShipmentState) -> dict[str, Any]:
     }
 
 
+def _entries_only_in_one(served: ShipmentState, refolded: ShipmentState) -> str:
+    """The history entries one side has and the other lacks, with their type and times:
+    what a rare mismatch needs to be told apart (a lost input, a leaked aborted record,
+    an oracle read cut short) once the run's topics are gone."""
+    ids = {h.event_id for h in served.history}, {h.event_id for h in refolded.history}
+    lines = [
+        f"\n  only {side}: {h.event_id} {h.type} occurred {h.occurred_at.isoformat()} "
+        f"recorded {h.recorded_at.isoformat()}"
+        for side, state, other in (("served", served, ids[1]), ("refolded", refolded, ids[0]))
+        for h in state.history
+        if h.event_id not in other
+    ]
+    return "".join(lines)
+
+
 # ---- the verdict ----------------------------------------------------------------------------
 
 
@@ -1107,7 +1122,10 @@ def verify(
                 for k, v in projection(state).items()
                 if projection(again)[k] != v
             }
-            mismatches.append(f"{sid}: state differs from a fault-free fold: {diff}")
+            mismatches.append(
+                f"{sid}: state differs from a fault-free fold: {diff}"
+                + _entries_only_in_one(state, again)
+            )
     duplicates: list[str] = []
     ids = Counter(u[0] for u in seen.updates)
     duplicates += [f"update id {i} x{n}" for i, n in ids.items() if n > 1]
