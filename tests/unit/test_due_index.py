@@ -197,3 +197,22 @@ async def test_a_tick_takes_its_share_and_asks_for_the_next_at_once() -> None:
         assert task.next_punctuate == (0.0 if len(seen) < 3 else later)
     assert [len(keys) for keys in seen] == [100, 100, 50]
     assert [key for keys in seen for key in keys] == [f"p{n:03d}" for n in range(250)]
+
+
+async def test_a_value_rewritten_as_still_due_waits_for_the_next_interval() -> None:
+    """Only a share that ran out asks for the next tick at once: a timer that writes a
+    value back still due must not spin the batch loop."""
+    seen: list[list[str]] = []
+    engine = _engine(seen)
+    store = _store()
+    _commit(store, Parcel("a", T0), Parcel("b", T0))
+    task: _Task[Parcel] = _Task(0, store, restored=True, next_punctuate=1e18)
+    batch: _Batch[Parcel] = _Batch(generation=None)  # type: ignore[arg-type]
+    await engine._tick(task, batch, 100)
+    # As a punctuator that rewrote it, due again but still in the past.
+    _commit(store, Parcel("a", T0 + timedelta(seconds=1)))
+    store.settle_due(batch.ticks[0].taken, done=True)
+    assert seen == [["a", "b"]]
+    assert task.next_punctuate == 1e18
+    later = (T0 + timedelta(seconds=2)).timestamp()
+    assert [key for key, _ in store.take_due(later)] == ["a"]  # at the next interval

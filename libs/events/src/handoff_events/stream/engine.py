@@ -1103,11 +1103,12 @@ class StreamEngine(Generic[S]):
             # timers: a cold start after a long outage (every promise passed) would
             # otherwise fold a million states in one synchronous call, miss the group's
             # session and redo it all after the rebalance, forever. The rest stay due and
-            # the next batch ticks again at once.
+            # the next batch ticks again at once (only when the share ran out: a value the
+            # timer rewrites as due again waits for the next interval, as before).
             stamp = ctx.now.timestamp()
             taken = store.take_due(stamp, limit)
             ctx.due_keys = [key for key, _ in taken]
-            if store.has_due(stamp):
+            if len(taken) >= limit and store.has_due(stamp):
                 task.next_punctuate = 0.0
         mark = len(batch.emits)
         try:
