@@ -24,7 +24,16 @@ from handoff_events import topics
 from handoff_events.contracts import OrderPlaced
 from handoff_events.envelope import encode, new_envelope
 
-from chaos.harness import REPO_ROOT, SERVICES, Load, Pipeline, Verdict, verify, wait_settled
+from chaos.harness import (
+    REPO_ROOT,
+    SERVICES,
+    Load,
+    Pipeline,
+    Verdict,
+    trace_entries,
+    verify,
+    wait_settled,
+)
 
 Fault = Callable[[Pipeline, random.Random], Awaitable[None]]
 
@@ -264,6 +273,14 @@ async def run_scenario(
     verdict.took_s = time.monotonic() - began
     if stuck is not None:
         verdict.missing.insert(0, f"NOT RECOVERED: {stuck}")
+    if verdict.one_sided:
+        # The run's topics are deleted after the test: say now where those inputs are
+        # (first, as the report shows only the first few mismatches).
+        try:
+            trace = await trace_entries(pipeline.bootstrap, pipeline.prefix, verdict.one_sided)
+        except Exception as exc:  # the verdict stands either way
+            trace = f" not traced: {exc!r}"
+        verdict.mismatches.insert(0, "inputs behind the entries only one side has:" + trace)
     return verdict
 
 

@@ -63,7 +63,7 @@ from handoff_sim.carriers import (
 from handoff_sim.marketplace import PlannedOrder, generate_orders
 from handoff_sim.world import load_all_carrier_codes
 from handoff_tracking.adapters.state_codec import ShipmentStateCodec
-from handoff_tracking.domain.fold import FoldInput, fold_all
+from handoff_tracking.domain.fold import FoldInput, entry_for, fold_all
 from handoff_tracking.handlers import FOLD_INPUTS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -817,11 +817,14 @@ def _hours(h: float) -> Any:
 # ---- reading the outcome --------------------------------------------------------------------
 
 
-async def read_records(bootstrap: str, topic: str) -> list[ConsumerRecord]:
-    """Every record of `topic` up to its last stable offset (read_committed, no group)."""
+async def read_records(
+    bootstrap: str, topic: str, isolation: str = "read_committed"
+) -> list[ConsumerRecord]:
+    """Every record of `topic` up to its last stable offset (read_committed, no group);
+    with `isolation="read_uncommitted"`, up to the high watermark, aborted records too."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
-        isolation_level="read_committed",
+        isolation_level=isolation,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=100,
@@ -966,6 +969,33 @@ def _entries_only_in_one(served: ShipmentState, refolded: ShipmentState) -> str:
     return "".join(lines)
 
 
+async def trace_entries(bootstrap: str, prefix: str, entry_ids: set[str]) -> str:
+    """Where the inputs behind history entries are: every record of the fold's input
+    topics that becomes one of `entry_ids`, read with both isolation levels. Tells a
+    leaked aborted record (seen read_uncommitted only) from an oracle read cut short
+    (seen read_committed now) from an entry no input carries (seen nowhere)."""
+    names = Names(prefix)
+    where: dict[str, list[str]] = {i: [] for i in entry_ids}
+    for isolation in ("read_committed", "read_uncommitted"):
+        for topic in FOLD_INPUTS:
+            for record in await read_records(bootstrap, names(topic), isolation):
+                try:
+                    env = decode(record.value, record.headers)
+                    entry = entry_for(
+                        FoldInput(env.id, env.tenant_id, env.data, env.time)  # type: ignore[arg-type]
+                    )
+                except Exception:  # undecodable, or not a fold event
+                    continue
+                if entry.event_id in where:
+                    where[entry.event_id].append(
+                        f"{isolation} {topic}[{record.partition}]@{record.offset}"
+                    )
+    return "".join(
+        f"\n  trace {i}: " + ("; ".join(found) if found else "in no input record")
+        for i, found in sorted(where.items())
+    )
+
+
 # ---- the verdict ----------------------------------------------------------------------------
 
 
@@ -982,6 +1012,8 @@ class Verdict:
     dlq_without_reason: int = 0
     took_s: float | None = None
     """Wall time of the whole scenario (load, fault, recovery, settling, checks)."""
+    one_sided: set[str] = field(default_factory=set)
+    """History entries only the served state or only the fault-free fold has."""
     restarts: list[Restart] = field(default_factory=list)
     """Exits of their own that supervision restarted during the fault: part of recovering
     (like Kubernetes restarting a pod), not a failure by themselves."""
@@ -1112,6 +1144,7 @@ def verify(
             mismatches.append(f"{sid}: oracle {expected} != state {actual}")
     # Scans the oracle counts once but sent twice (the carrier's own duplicates) are inputs too.
     records_in = len(load.orders) + sum(len(j.scan_ids) for j in load.journeys.values())
+    one_sided: set[str] = set()
     for sid in load.expected_shipments:
         state, again = seen.states.get(sid), seen.refolded.get(sid)
         if state is None or again is None:
@@ -1126,6 +1159,7 @@ def verify(
                 f"{sid}: state differs from a fault-free fold: {diff}"
                 + _entries_only_in_one(state, again)
             )
+            one_sided |= {h.event_id for h in state.history} ^ {h.event_id for h in again.history}
     duplicates: list[str] = []
     ids = Counter(u[0] for u in seen.updates)
     duplicates += [f"update id {i} x{n}" for i, n in ids.items() if n > 1]
@@ -1159,6 +1193,7 @@ def verify(
         missing=missing,
         recovery_s=recovery_s,
         dlq_without_reason=sum(1 for _, reason, _ in seen.dlq if not reason),
+        one_sided=one_sided,
     )
 
 
