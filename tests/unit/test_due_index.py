@@ -167,9 +167,11 @@ def test_a_bounded_take_leaves_the_rest_due_earliest_first() -> None:
     assert store.has_due((T0 + timedelta(days=2)).timestamp())
 
 
-def _engine(seen: list[list[str]]) -> StreamEngine[Parcel]:
+def _engine(seen: list[list[str]], keep: Sequence[str] = ()) -> StreamEngine[Parcel]:
     def punctuate(ctx: Context[Parcel]) -> None:
         seen.append([key for key, _ in ctx.due()])
+        for key in keep:
+            ctx.keep_due(key)
 
     processor: StatefulProcessor[Parcel] = StatefulProcessor(
         service="test", stage="timers", inputs=[topics.UPDATES], handle=lambda e, c: None,
@@ -216,3 +218,55 @@ async def test_a_value_rewritten_as_still_due_waits_for_the_next_interval() -> N
     assert task.next_punctuate == 1e18
     later = (T0 + timedelta(seconds=2)).timestamp()
     assert [key for key, _ in store.take_due(later)] == ["a"]  # at the next interval
+
+
+async def test_a_kept_key_is_handed_over_again_at_the_next_interval() -> None:
+    """A key the punctuator could not act on (`keep_due`: no free send slot) stays due
+    without a write; the rest leave the index. Keeping says "no more now": even with
+    the share run out, the next tick waits for the interval."""
+    seen: list[list[str]] = []
+
+    def punctuate(ctx: Context[Parcel]) -> None:
+        keys = [key for key, _ in ctx.due()]
+        seen.append(keys)
+        for key in keys[1:]:
+            ctx.keep_due(key)  # one send slot per tick
+
+    processor: StatefulProcessor[Parcel] = StatefulProcessor(
+        service="test", stage="timers", inputs=[topics.UPDATES], handle=lambda e, c: None,
+        codec=CountingCodec(), punctuate=punctuate, due=due_of,
+    )  # fmt: skip
+    settings = ServiceSettings(kafka_bootstrap_servers="unused:9092")
+    engine = StreamEngine(processor, settings, clock=lambda: T0 + timedelta(hours=1))
+    store = _store()
+    _commit(store, *(Parcel(f"p{n}", T0 + timedelta(seconds=n)) for n in range(4)))
+    task: _Task[Parcel] = _Task(0, store, restored=True)
+    later = 1e18
+    for _ in range(4):
+        task.next_punctuate = later
+        batch: _Batch[Parcel] = _Batch(generation=None)  # type: ignore[arg-type]
+        await engine._tick(task, batch, 3)
+        store.settle_due(batch.ticks[0].taken, done=True)
+        assert task.next_punctuate == later
+    assert seen == [["p0", "p1", "p2"], ["p1", "p2", "p3"], ["p2", "p3"], ["p3"]]
+    assert store.due_at == {}
+
+
+async def test_a_refused_commit_leaves_kept_and_taken_keys_due_once() -> None:
+    seen: list[list[str]] = []
+    engine = _engine(seen, keep=["b"])
+    store = _store()
+    _commit(store, Parcel("a", T0), Parcel("b", T0))
+    task: _Task[Parcel] = _Task(0, store, restored=True, next_punctuate=1e18)
+    batch: _Batch[Parcel] = _Batch(generation=None)  # type: ignore[arg-type]
+    await engine._tick(task, batch, 100)
+    assert batch.ticks[0].taken == [("a", T0.timestamp())]  # "b" is back in the index
+    store.settle_due(batch.ticks[0].taken, done=False)  # the batch's commit was refused
+    now = (T0 + timedelta(hours=1)).timestamp()
+    assert [key for key, _ in store.take_due(now)] == ["a", "b"]  # each once
+
+
+def test_keep_due_without_a_due_index_is_a_no_op() -> None:
+    ctx: _Context[Parcel] = _Context(0, _store(), T0)
+    ctx.keep_due("a")
+    assert ctx.kept == set()

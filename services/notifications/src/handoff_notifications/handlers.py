@@ -59,6 +59,7 @@ from handoff_notifications.domain.ledger import (
     expire_waiting,
     forgettable,
     give_up_if_expired,
+    next_visit,
     record_contact,
     record_failure,
     record_sent,
@@ -123,7 +124,12 @@ class Notifier:
             handle=self.handle,
             punctuate=self.tick,
             punctuate_every_s=every_s,
+            due=self.next_visit,
         )
+
+    def next_visit(self, ledger: ShipmentLedger) -> datetime:
+        staleness = self.planner.rules.for_tenant(ledger.tenant_id).staleness
+        return next_visit(ledger, staleness, self.retention)
 
     def in_flight(self) -> int:
         """Sends still running (finished ones of a partition we lost do not take a slot)."""
@@ -161,7 +167,7 @@ class Notifier:
         now = ctx.now
         flights = self._in_flight.setdefault(ctx.partition, {})
         self._harvest(ctx, flights)
-        for key, ledger in list(ctx.store.items()):
+        for key, ledger in ctx.due():
             rules = self.planner.rules.for_tenant(ledger.tenant_id)
             current, expired = expire_waiting(ledger, now, rules)
             for occurrence in expired:
@@ -174,9 +180,15 @@ class Notifier:
                 if delivery.notification_id in flights:
                     continue
                 if self.in_flight() >= self.max_in_flight:
+                    ctx.keep_due(key)  # no free send slot: again at the next tick
                     break
                 current = self._start(ctx, key, current, delivery, flights)
             if current is not ledger:
+                ctx.store.put(key, current)
+            elif self.next_visit(current) > now:
+                # Handed over before its time: indexed under other rules (a staleness
+                # limit or retention changed since it was written). Written back, it is
+                # indexed at its time under these; left alone, it would never come back.
                 ctx.store.put(key, current)
         metrics.IN_FLIGHT.set(self.in_flight())
 
@@ -272,6 +284,8 @@ class Notifier:
                 )
                 if dead is not None:
                     self._emit(ctx, key, ledger.tenant_id, [dead])
+                else:
+                    ctx.keep_due(key)  # held back, unchanged: look again at the next tick
                 return ledger
         try:
             send = self._prepare(ledger, delivery, endpoint, now)

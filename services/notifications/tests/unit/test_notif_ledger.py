@@ -18,6 +18,7 @@ from handoff_notifications.domain.ledger import (
     expire_waiting,
     forgettable,
     give_up_if_expired,
+    next_visit,
     record_contact,
     record_failure,
     record_sent,
@@ -216,3 +217,44 @@ def test_ledger_round_trips_through_the_changelog_codec(f: F, planner: Planner) 
     ledger, _ = record_update(ledger, "acme", f["stored"](f["update"]("delivered")), T0, planner)
     raw = msgspec.msgpack.encode(ledger)
     assert msgspec.msgpack.decode(raw, type=ShipmentLedger) == ledger
+
+
+def test_the_timer_visits_a_ledger_exactly_when_it_has_something_to_do(
+    f: F, planner: Planner
+) -> None:
+    """`next_visit` (the due index's time) is the first moment at which `due`,
+    `expire_waiting` or `forgettable` acts: never later (a send or expiry would wait for
+    a write that may not come), never earlier (the timer would visit for nothing)."""
+    rules = planner.rules.for_tenant("acme")
+    retention = timedelta(days=30)
+    policy = RetryPolicy(base_s=0.2, cap_s=1.0, horizon_s=60.0)
+
+    def acts(ledger: ShipmentLedger, now: datetime) -> bool:
+        return (
+            bool(due(ledger, now))
+            or bool(expire_waiting(ledger, now, rules)[1])
+            or forgettable(ledger, now, retention)
+        )
+
+    def visited_at(ledger: ShipmentLedger) -> datetime:
+        at = next_visit(ledger, rules.staleness, retention)
+        assert acts(ledger, at) and not acts(ledger, at - timedelta(microseconds=1))
+        return at
+
+    # A delivered update before the contact: the webhook is due now, customers wait.
+    ledger, _ = record_update(None, "acme", f["stored"](f["update"]("delivered")), T0, planner)
+    assert visited_at(ledger) == T0
+    (webhook,) = ledger.deliveries
+    ledger, out = record_failure(ledger, webhook, T0, "HTTP 503", permanent=False, policy=policy)
+    assert visited_at(ledger) == out[0].next_attempt_at  # the retry
+    ledger, _ = record_sent(ledger, webhook, T0 + timedelta(seconds=1))
+    # Only the wait for a contact is left: it runs out after the staleness limit.
+    assert visited_at(ledger) > T0 + rules.staleness
+    ledger, _ = record_contact(ledger, "acme", f["requested"](), T0 + timedelta(minutes=5), planner)
+    assert not ledger.awaiting_contact and len(ledger.deliveries) == 3
+    visited_at(ledger)  # the customer messages (quiet hours may defer them)
+    for nid, delivery in ledger.deliveries.items():
+        if delivery.status == "pending":
+            ledger, _ = record_sent(ledger, nid, delivery.due_at)
+    # Nothing pending: the next visit forgets it, once retention has passed.
+    assert visited_at(ledger) > ledger.last_activity_at + retention

@@ -107,6 +107,12 @@ class Context(Protocol[S]):
         every stored value if the processor has no `due` function."""
         ...
 
+    def keep_due(self, key: str) -> None:
+        """On a timer tick: hand `key` over again at the next tick although it was not
+        rewritten -- the punctuator could not act on it yet (no free send slot, a paused
+        endpoint). Without it, a due value left unchanged is not handed over again."""
+        ...
+
 
 class Rejected(Exception):
     """Raise from a handler to send the current record to the DLQ with a reason (not a crash)."""
@@ -144,7 +150,7 @@ class StatefulProcessor(Generic[S]):
     `punctuate` only the due values (`ctx.due()`), found through an index the engine keeps
     from every write and restores from a changelog header -- no scan of the store, no
     decoding of values that are not due. A value is handed over once per due time: to be
-    handed over again it must be written with a later one."""
+    handed over again it must be written with a later one, or kept (`Context.keep_due`)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

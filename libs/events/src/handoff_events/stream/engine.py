@@ -418,6 +418,11 @@ class _Context(Generic[S]):
     key: str | None = None
     emits: list[Emit] = field(default_factory=list)
     due_keys: list[str] | None = None
+    kept: set[str] = field(default_factory=set)
+
+    def keep_due(self, key: str) -> None:
+        if self.due_keys is not None:  # without a due index every value is visited anyway
+            self.kept.add(key)
 
     def due(self) -> list[tuple[str, S]]:
         if self.due_keys is None:
@@ -1098,6 +1103,7 @@ class StreamEngine(Generic[S]):
         store = task.store
         ctx: _Context[S] = _Context(task.partition, store, self.clock(), emits=batch.emits)
         taken: list[tuple[str, float]] = []
+        more = False
         if self.processor.due is not None:
             # A bounded share per tick, so one transaction never holds the whole store's
             # timers: a cold start after a long outage (every promise passed) would
@@ -1108,8 +1114,7 @@ class StreamEngine(Generic[S]):
             stamp = ctx.now.timestamp()
             taken = store.take_due(stamp, limit)
             ctx.due_keys = [key for key, _ in taken]
-            if len(taken) >= limit and store.has_due(stamp):
-                task.next_punctuate = 0.0
+            more = len(taken) >= limit and store.has_due(stamp)
         mark = len(batch.emits)
         try:
             result = punctuate(ctx)
@@ -1124,6 +1129,14 @@ class StreamEngine(Generic[S]):
             store.settle_due(taken, done=False)
             log.exception("punctuator failed", stage=self.processor.name)
             return
+        if ctx.kept:
+            # Keys the punctuator could not act on yet (`keep_due`): due again at the next
+            # interval. It said it can do no more now, so no tick at once either.
+            kept = [(key, at) for key, at in taken if key in ctx.kept]
+            taken = [(key, at) for key, at in taken if key not in ctx.kept]
+            store.settle_due(kept, done=False)
+        elif more:
+            task.next_punctuate = 0.0
         batch.ticks.append(_Tick(task, store, taken))
 
     async def _commit(self, batch: _Batch[S]) -> bool:

@@ -437,6 +437,21 @@ def expire_waiting(
     return msgspec.structs.replace(ledger, awaiting_contact=kept), expired
 
 
+_JUST_AFTER = timedelta(microseconds=1)
+"""`expire_waiting` and `forgettable` act once a limit is strictly passed."""
+
+
+def next_visit(ledger: ShipmentLedger, staleness: timedelta, retention: timedelta) -> datetime:
+    """When the timer next has something to do for `ledger`: the earliest pending
+    delivery's due time or contact wait running out, or -- with nothing pending -- the
+    moment it becomes `forgettable`. Every change to the ledger moves it."""
+    moments = [d.due_at for d in ledger.deliveries.values() if d.status == "pending"]
+    moments += [since + staleness + _JUST_AFTER for since in ledger.awaiting_contact.values()]
+    if not moments:
+        return ledger.last_activity_at + retention + _JUST_AFTER
+    return min(moments)
+
+
 def forgettable(ledger: ShipmentLedger, now: datetime, retention: timedelta) -> bool:
     """Nothing left to do and quiet for `retention`: the ledger (and the PII in it) may go.
 
