@@ -468,7 +468,7 @@ class CarrierSimulator:
             isolation_level="read_committed",
             auto_offset_reset="earliest",
             fetch_max_wait_ms=100,
-            **self.settings.kafka_security(),
+            **self.settings.kafka_client(),
         )
         await consumer.start()
         accept = frozenset(topics.BY_NAME[topics.ALLOCATIONS].event_types)

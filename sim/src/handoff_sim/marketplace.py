@@ -715,7 +715,7 @@ class MarketplaceRunner:
             # Earliest is safe on a first start: only deliveries of this run's own orders count.
             auto_offset_reset="earliest",
             fetch_max_wait_ms=200,
-            **self.settings.kafka_security(),
+            **self.settings.kafka_client(),
         )
         await consumer.start()
         accept = frozenset(topics.BY_NAME[topics.UPDATES].event_types)

@@ -238,7 +238,7 @@ class TopicResponder:
             isolation_level="read_committed",
             auto_offset_reset="earliest",
             fetch_max_wait_ms=100,
-            **self.settings.kafka_security(),
+            **self.settings.kafka_client(),
         )
         await self._consumer.start()
 

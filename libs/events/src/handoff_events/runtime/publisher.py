@@ -68,7 +68,7 @@ def producer_defaults(settings: ServiceSettings) -> dict[str, Any]:
         # Uncompressed: an HTTP edge sends a batch of one to a few events per request,
         # where zstd cost ~30% of the webhook's throughput for little space (decision
         # 0007). The stream stages, whose batches carry states, compress.
-        **settings.kafka_security(),
+        **settings.kafka_client(),
     }
 
 

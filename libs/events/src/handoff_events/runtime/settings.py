@@ -13,6 +13,9 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+METADATA_MAX_AGE_MS = 30_000
+"""How often a long-lived Kafka client refreshes cluster metadata (`kafka_client`)."""
+
 SERVICE_PORTS: dict[str, int] = {
     "control_tower": 8080,
     "order_intake": 8081,
@@ -93,6 +96,13 @@ class ServiceSettings(BaseSettings):
     def kafka_compression(self) -> str | None:
         """aiokafka's `compression_type` argument."""
         return None if self.kafka_compression_type == "none" else self.kafka_compression_type
+
+    def kafka_client(self) -> dict[str, object]:
+        """aiokafka arguments every long-lived client takes: the security settings, and a
+        metadata refresh every 30 s. With aiokafka's default (5 min) a client keeps asking
+        a partition's old leader that long after a broker fault: a paused broker stalled
+        the HTTP tender relay for five minutes in the chaos runs."""
+        return {**self.kafka_security(), "metadata_max_age_ms": METADATA_MAX_AGE_MS}
 
     def kafka_security(self) -> dict[str, object]:
         """aiokafka client arguments for SASL/SCRAM when configured."""

@@ -573,7 +573,7 @@ class StreamEngine(Generic[S]):
         # The producer first: starting it fences this instance's previous incarnation
         # (same transactional id) and aborts its open transaction before anything is read.
         self._producer = await self._open_producer()
-        common = self.settings.kafka_security()
+        common = self.settings.kafka_client()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
             group_id=self.group_id,
@@ -588,10 +588,7 @@ class StreamEngine(Generic[S]):
             rebalance_timeout_ms=60_000,
             fetch_max_wait_ms=self.settings.poll_timeout_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,
-            # aiokafka keeps asking a partition's old leader after a broker fault until
-            # the next metadata refresh (5 min by default): refresh every 30 s.
-            metadata_max_age_ms=30_000,
-            **common,
+            **common,  # with the 30 s metadata refresh (see `kafka_client`)
         )
         self._consumer.subscribe(
             [self.names(t) for t in self.processor.inputs], listener=_Rebalance(self)
@@ -745,9 +742,8 @@ class StreamEngine(Generic[S]):
             request_timeout_ms=30_000,
             # See shorten_txn_backoff for the back-off after CONCURRENT_TRANSACTIONS.
             retry_backoff_ms=20,
-            metadata_max_age_ms=30_000,
             client_id=self.transactional_id,
-            **self.settings.kafka_security(),
+            **self.settings.kafka_client(),
         )
         await producer.start()
         # Begin+commit an empty transaction: this waits for the producer id, which is the

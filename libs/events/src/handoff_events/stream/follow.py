@@ -60,7 +60,7 @@ class TopicFollower:
             isolation_level="read_committed",
             auto_offset_reset="earliest" if self._from_beginning else "latest",
             fetch_max_wait_ms=100,
-            **self.settings.kafka_security(),
+            **self.settings.kafka_client(),
         )
         await consumer.start()
         cluster = await consumer._client.fetch_all_metadata()

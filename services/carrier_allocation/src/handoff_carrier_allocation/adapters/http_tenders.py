@@ -177,7 +177,7 @@ class HttpTenderRelay:
             isolation_level="read_committed",
             auto_offset_reset="earliest",
             fetch_max_wait_ms=self._settings.poll_timeout_ms,
-            **self._settings.kafka_security(),
+            **self._settings.kafka_client(),
         )
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name="http-tender-relay")
