@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from aiokafka import AIOKafkaProducer
 from handoff_events import topics
 from handoff_events.contracts import Event, ShipmentCancelled
 from handoff_events.envelope import Envelope, encode, new_envelope
@@ -17,7 +18,7 @@ from handoff_events.provision import provision
 from handoff_events.runtime.settings import ServiceSettings
 from handoff_events.stream.api import Context, MsgpackCodec, Rejected, StatefulProcessor
 from handoff_events.stream.changelog import RestoredBatch
-from handoff_events.stream.engine import StreamEngine
+from handoff_events.stream.engine import StreamEngine, settled_end
 
 from tests.support.streams import batch_codecs, until
 from tests.support.streams import produce_raw as _produce
@@ -446,3 +447,48 @@ async def test_a_wedged_task_fails_the_stage_even_with_its_records_already_fetch
     finally:
         release.set()
         await engine.stop()
+
+
+async def test_a_restore_waits_for_a_transaction_already_in_the_changelog_to_end(
+    kafka_bootstrap: str, unique_name: str
+) -> None:
+    """The previous owner's last transaction may be committed (its input offsets stable)
+    before its marker reaches the changelog partition: restoring to the stable offset of
+    that moment would miss its states. The restore reads to the stable offset only once
+    it has reached the log end it saw first."""
+    settings = await _settings(kafka_bootstrap, unique_name)
+    changelog = settings.topic_prefix + CHANGELOG
+    value, headers = MsgpackCodec(Tally).encode("shp-late", Tally(7, ["before the restore"]))
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka_bootstrap, transactional_id=f"{unique_name}-previous-owner"
+    )
+    await producer.start()
+    engine = StreamEngine(tally_processor(), settings)
+    try:
+        await producer.begin_transaction()
+        await (
+            await producer.send(
+                changelog, value, key=b"shp-late", partition=0, headers=list(headers)
+            )
+        )
+        await engine.start()
+        await until(lambda: 0 in engine.tasks, timeout=60)
+        await asyncio.sleep(1.0)  # the restore has asked for the changelog's end by now
+        assert not engine.ready
+        await producer.commit_transaction()
+        await until(lambda: engine.ready, timeout=60)
+        assert engine.stores[0]["shp-late"] == Tally(7, ["before the restore"])
+    finally:
+        await engine.stop()
+        await producer.stop()
+
+
+async def test_a_settled_end_is_the_stable_offset_once_it_reaches_the_log_end() -> None:
+    seen = iter([5, 5, 8, 10, 12])
+
+    async def stable() -> int:
+        return next(seen)
+
+    assert await settled_end(stable, 10, within_s=5.0, what="t[0]", poll_s=0.001) == 10
+    # A transaction that never ends (a hanging one): the last stable offset after the bound.
+    assert await settled_end(lambda: asyncio.sleep(0, 5), 10, within_s=0.01, what="t[0]") == 5

@@ -56,7 +56,7 @@ import os
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -499,6 +499,32 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._engine._on_assigned(assigned)
 
 
+async def _end_offset(reader: AIOKafkaConsumer, tp: TopicPartition) -> int:
+    return int((await reader.end_offsets([tp]))[tp])
+
+
+async def settled_end(
+    stable_end: Callable[[], Awaitable[int]],
+    log_end: int,
+    within_s: float,
+    what: str,
+    poll_s: float = 0.05,
+) -> int:
+    """The last stable offset (`stable_end`) once it has reached `log_end`, asked again
+    every `poll_s`; after `within_s`, the last one seen (logged: a transaction that did
+    not end in time)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        stable = await stable_end()
+        if stable >= log_end:
+            return stable
+        if time.monotonic() > deadline:
+            log.warning("changelog transaction still open", partition=what,
+                        stable_offset=stable, log_end=log_end, waited_s=within_s)  # fmt: skip
+            return stable
+        await asyncio.sleep(poll_s)
+
+
 class StreamEngine(Generic[S]):
     """Runs one `StatefulProcessor` with exactly-once effects (see the module docstring)."""
 
@@ -802,16 +828,40 @@ class StreamEngine(Generic[S]):
         finally:
             await reader.stop()
 
-    def _reader(self) -> AIOKafkaConsumer:
+    def _reader(self, isolation: str = "read_committed") -> AIOKafkaConsumer:
         """A group-less consumer for a changelog's offsets (read_committed: its end is the
         last stable offset); a restore fetches through its client (`ChangelogReader`)."""
         return AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
             group_id=None,
             enable_auto_commit=False,
-            isolation_level="read_committed",
+            isolation_level=isolation,
             auto_offset_reset="earliest",
             **self.settings.kafka_security(),
+        )
+
+    async def _settled_end(self, reader: AIOKafkaConsumer, tp: TopicPartition) -> int:
+        """Where a restore of changelog partition `tp` reads to: its last stable offset,
+        once every transaction already written to it has ended.
+
+        The previous owner's last transaction can be committed -- its input offsets
+        stable, which `_prepare` waited for -- while its commit marker has not reached
+        this partition yet: the coordinator writes a transaction's markers partition by
+        partition, on different brokers. A restore to the stable offset of that moment
+        misses the states of a batch whose inputs are already consumed, and the next
+        event of such a shipment is folded onto its older state: a lost update (the
+        chaos scaling run, 2026-11-21). So the stable offset must reach the log end seen
+        first. An open transaction of a dead producer ends too, aborted after the
+        transaction timeout; past three of those the restore goes on, with a warning."""
+        log_reader = self._reader("read_uncommitted")
+        await log_reader.start()
+        try:
+            log_end = int((await log_reader.end_offsets([tp]))[tp])
+        finally:
+            await log_reader.stop()
+        within = max(30.0, 3 * self.settings.transaction_timeout_ms / 1000)
+        return await settled_end(
+            lambda: _end_offset(reader, tp), log_end, within, f"{tp.topic}[{tp.partition}]"
         )
 
     async def _restore(self, task: _Task[S]) -> None:
@@ -837,7 +887,7 @@ class StreamEngine(Generic[S]):
             with _collector_paused():  # the store grows by millions of objects
                 # Not assigned: the consumer's own fetches would queue ahead of the
                 # reader's on the same connection (a long poll of up to 500 ms each).
-                end = int((await reader.end_offsets([tp]))[tp])
+                end = await self._settled_end(reader, tp)
                 begin = int((await reader.beginning_offsets([tp]))[tp])
                 if start_offset < begin or start_offset > end:
                     task.store.clear()  # snapshot older than retained changelog: start afresh
