@@ -491,7 +491,7 @@ class LatencyProbe:
             isolation_level="read_committed",
             auto_offset_reset="latest",
             enable_auto_commit=False,
-            fetch_max_wait_ms=10,
+            fetch_max_wait_ms=500,  # returns as soon as a record is there; 10 ms kept the broker busy
         )
         self._task: asyncio.Task[None] | None = None
 
@@ -569,6 +569,17 @@ async def measure_latency(
 # ---------------------------------------------------------------------------- processes
 
 
+def process_cpu_seconds(pid: int | None) -> float:
+    """utime + stime of process `pid` so far (from /proc; 0 if it is gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Worker:
     """A child process started by a scenario, with its log file and report file."""
@@ -585,12 +596,7 @@ class Worker:
 
     def cpu_seconds(self) -> float:
         """utime + stime of the process so far (from /proc; 0 once it has exited)."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        return process_cpu_seconds(self.proc.pid)
 
     def rss(self) -> int:
         try:

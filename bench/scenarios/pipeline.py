@@ -41,6 +41,7 @@ from bench.common import (
     at_most,
     partition_of,
     percentile,
+    process_cpu_seconds,
     provision_catalogue,
     say,
     service_env,
@@ -97,7 +98,7 @@ class AllocationProbe:
         self.seen: dict[str, float] = {}
         self._consumer = AIOKafkaConsumer(
             topic, bootstrap_servers=bootstrap, group_id=None, isolation_level="read_committed",
-            auto_offset_reset="latest", fetch_max_wait_ms=10,
+            auto_offset_reset="latest", fetch_max_wait_ms=500,
         )  # fmt: skip
         self._task: asyncio.Task[None] | None = None
 
@@ -223,6 +224,25 @@ def hop_rows(times: dict[str, dict[str, float]], sent: dict[str, float]) -> list
     return rows
 
 
+IDLE_S = {"quick": 5.0, "full": 10.0}
+
+
+async def idle_cores(bench: Bench, workers: list[Worker]) -> Row:
+    """Cores the ready services and the broker keep busy with no orders at all: what an
+    idle deployment costs (each stage's consumer long-polls, fetch_max_wait_ms)."""
+    pid, idle_s = bench.broker.pid(), IDLE_S.get(bench.mode, 10.0)
+    before = {w.name: w.cpu_seconds() for w in workers}
+    broker_before, began = process_cpu_seconds(pid), time.monotonic()
+    say(f"pipeline: idle for {idle_s:.0f} s")
+    await asyncio.sleep(idle_s)
+    wall = time.monotonic() - began
+    services = sum(w.cpu_seconds() - before[w.name] for w in workers) / wall
+    broker = (process_cpu_seconds(pid) - broker_before) / wall
+    return Row("order pipeline", "idle: cores busy with no orders", services + broker, "cores",
+               note=f"services and tender sim {services:.2f}, broker {broker:.2f}, over "
+                    f"{wall:.0f} s, ready and waiting (the bench's own probe not counted)")  # fmt: skip
+
+
 def work_dir(bench: Bench) -> Path:
     """This run's own directory: `bench.work` is shared by every bench process on the
     machine and wiped when one starts, which deleted the capacity file under a running
@@ -323,6 +343,7 @@ async def run(bench: Bench) -> list[Row]:
     probe = AllocationProbe(bench.bootstrap, prefix + topics.ALLOCATIONS)
     await probe.start()
     try:
+        idle = await idle_cores(bench, workers)
         say("pipeline: warm-up")
         warm = orders("w", 20)
         await offer(bench, topic, warm, 20)
@@ -357,6 +378,7 @@ async def run(bench: Bench) -> list[Row]:
     bench.results["pipeline"] = {"fixed_allocated": len(lat), "fixed_sent": len(sent),
                                  "burst_allocated": len(done), "burst_sent": backlog}  # fmt: skip
     return [
+        idle,
         Row("order pipeline", "orders allocated (burst)", rate, "orders/s",
             f"≥ {TARGET_ORDERS:,}", at_least(rate, TARGET_ORDERS),
             f"{len(done):,}/{backlog:,} allocated; 4 services + tender sim, 1 instance each"

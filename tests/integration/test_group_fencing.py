@@ -122,3 +122,33 @@ async def test_a_new_owner_reads_offsets_only_after_the_open_transaction_ends(
 
     assert pending_while_open, "the stable read answered while the transaction was open"
     assert offsets == {tp: 1}
+
+
+@pytest.mark.asyncio
+async def test_the_stable_read_does_not_queue_behind_the_members_long_poll(
+    kafka_bootstrap: str, unique_name: str
+) -> None:
+    """A task opens with `fetch_stable_offsets` on the member's own client. Sent on the
+    connection that carries the member's fetches, it would wait for a long poll of an
+    idle topic to time out (fetch_max_wait_ms) at every task open; it goes on the
+    coordinator's connection instead."""
+    topic, group = f"{unique_name}.in", f"{unique_name}.group"
+    await create_topic(kafka_bootstrap, topic, partitions=1, replication_factor=1)
+    member = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=kafka_bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=10_000,
+    )
+    await member.start()
+    try:
+        await _until_assigned(member)
+        await asyncio.sleep(0.5)  # the fetcher's long poll of the empty topic is in flight
+        started = time.monotonic()
+        offsets = await fetch_stable_offsets(member, [TopicPartition(topic, 0)])
+        took = time.monotonic() - started
+    finally:
+        await member.stop()
+    assert offsets == {TopicPartition(topic, 0): None}
+    assert took < 3.0, f"the stable read took {took:.1f} s behind the long poll"

@@ -59,7 +59,7 @@ class TopicFollower:
             enable_auto_commit=False,
             isolation_level="read_committed",
             auto_offset_reset="earliest" if self._from_beginning else "latest",
-            fetch_max_wait_ms=100,
+            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
             **self.settings.kafka_client(),
         )
         await consumer.start()

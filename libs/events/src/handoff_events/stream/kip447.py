@@ -34,6 +34,7 @@ from typing import Any, TypeAlias
 
 import aiokafka.producer.sender as aiokafka_sender
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, errors
+from aiokafka.client import ConnectionGroup
 from aiokafka.producer.transaction_manager import TransactionState
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import (
@@ -334,7 +335,12 @@ async def fetch_stable_offsets(
     while True:
         await coordinator.ensure_coordinator_known()
         node = coordinator.coordinator_id
-        response = await client.send(node, StableOffsetFetchRequest(group_id, partitions))
+        # On the coordinator's connection, as the group's own requests go: the default
+        # one carries the consumer's fetches, and a long poll there (fetch_max_wait_ms)
+        # would hold this request behind it.
+        response = await client.send(
+            node, StableOffsetFetchRequest(group_id, partitions), group=ConnectionGroup.COORDINATION
+        )
         retry = response.error_code in _COORDINATOR_CODES
         if response.error_code and not retry:
             raise errors.for_code(response.error_code)(f"OffsetFetch for {group_id}")

@@ -176,7 +176,7 @@ class HttpTenderRelay:
             enable_auto_commit=False,
             isolation_level="read_committed",
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=self._settings.poll_timeout_ms,
+            fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
             **self._settings.kafka_client(),
         )
         await self._consumer.start()
