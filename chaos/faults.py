@@ -241,6 +241,7 @@ async def run_scenario(
         pipeline.run_dir / "oracle" / f"{scenario.name}.jsonl",
     )
     restarts_before = len(pipeline.restarts)
+    marks = pipeline.log_marks()
     began = time.monotonic()
     stop = asyncio.Event()
     follower = asyncio.create_task(load.follow_allocations(stop))
@@ -273,6 +274,8 @@ async def run_scenario(
     verdict.took_s = time.monotonic() - began
     if stuck is not None:
         verdict.missing.insert(0, f"NOT RECOVERED: {stuck}")
+    if not verdict.ok:
+        verdict.membership = pipeline.membership_lines(marks)
     if verdict.one_sided:
         # The run's topics are deleted after the test: say now where those inputs are
         # (first, as the report shows only the first few mismatches).

@@ -99,6 +99,17 @@ RESTART_BACKOFF_S = 1.0
 RESTART_BACKOFF_MAX_S = 16.0
 CRASH_LOOP_RESTARTS = 6
 """Exits in a row (none reaching ready in between) that count as a crash loop."""
+MEMBERSHIP_SIGNALS = (
+    "member_id was not recognized",  # aiokafka: the group dropped this member
+    "session expired",
+    "revoked after the group dropped this member",  # the engine, on the late revoke
+    "refused by the group",
+    "producer fenced",
+    "transaction failed",
+    "changelog transaction still open",
+    "stage failed",
+)
+"""Log lines (at the pipeline's WARNING level) that a failed verdict quotes."""
 STALL_TIMEOUT_S = 30
 """HANDOFF_STALL_TIMEOUT_S of the pipeline: a member with records waiting and no progress
 for this long fails its stage (and exits), so the supervisor replaces it quickly."""
@@ -311,6 +322,24 @@ class Pipeline:
         instance.stopped = False
         instance.retiring = False
         instance.exited_at = None
+
+    def log_marks(self) -> dict[Path, int]:
+        """Where every log file ends now (`membership_lines` reads what comes after)."""
+        return {path: path.stat().st_size for path in self.logs.glob("*.log")}
+
+    def membership_lines(self, marks: dict[Path, int], limit: int = 40) -> list[str]:
+        """The lines since `marks` that say a member lost its place or a task's state came
+        from somewhere unusual: what a failed verdict needs to be explained from CI output
+        alone (the run's directory is gone by then)."""
+        found: list[str] = []
+        for path in sorted(self.logs.glob("*.log")):
+            with path.open("rb") as log:
+                log.seek(marks.get(path, 0))
+                for raw in log:
+                    line = raw.decode(errors="replace").strip()
+                    if any(signal in line for signal in MEMBERSHIP_SIGNALS):
+                        found.append(f"{path.stem}: {line[:240]}")
+        return found[:limit]
 
     def all_instances(self) -> list[Instance]:
         return [i for group in self.instances.values() for i in group]
@@ -1017,6 +1046,8 @@ class Verdict:
     restarts: list[Restart] = field(default_factory=list)
     """Exits of their own that supervision restarted during the fault: part of recovering
     (like Kubernetes restarting a pod), not a failure by themselves."""
+    membership: list[str] = field(default_factory=list)
+    """On a failed verdict: the instances' log lines of `MEMBERSHIP_SIGNALS` during it."""
 
     @property
     def ok(self) -> bool:
@@ -1056,6 +1087,9 @@ class Verdict:
                 parts.append(f"{title} ({len(items)}): " + "; ".join(items[:8]))
         if self.dlq_without_reason:
             parts.append(f"{self.dlq_without_reason} DLQ records without a reason")
+        if self.membership:
+            parts.append(f"instance log lines on membership and restores ({len(self.membership)}):")
+            parts += [f"  {line}" for line in self.membership]
         return "\n".join(parts)
 
 

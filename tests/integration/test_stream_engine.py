@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from handoff_events import topics
 from handoff_events.contracts import Event, ShipmentCancelled
 from handoff_events.envelope import Envelope, encode, new_envelope
@@ -216,6 +216,55 @@ async def test_a_snapshot_of_a_freshly_restored_store_restores_the_same_state(
         await third.stop()
     assert batched == 9, "the cold start must have left every value in its batch"
     assert snapshots, "the clean stop must have written snapshots"
+
+
+async def test_a_snapshot_written_after_another_owner_took_over_keeps_that_owners_states(
+    kafka_bootstrap: str, unique_name: str
+) -> None:
+    """A member dropped from its group (a missed session) runs its revoke only when it
+    rejoins, after the group gave its tasks to another member, which may already have
+    written newer states to the changelog. The snapshot that revoke writes holds this
+    member's older states; stamped with the changelog's end at that moment, the next
+    open from it would skip the other owner's states: a lost update (the chaos scaling
+    run, 2026-11-22). Stamped with the offset its store holds everything below, the open
+    replays them. The other owner's write is produced here directly, and the revoke is
+    the engine's own callback, called as aiokafka calls it when the member rejoins."""
+    settings = await _settings(kafka_bootstrap, unique_name)
+    names = topics.Names(settings.topic_prefix)
+    await _produce_events(
+        kafka_bootstrap, names(SOURCE), [cancelled(f"s{i % 3}", i) for i in range(9)]
+    )
+    first = StreamEngine(tally_processor(output_emits=False), settings)
+    await first.start()
+    try:
+        await until(lambda: _seen(first) == 9)
+        # Another owner's commit: a newer state of s1 (a real owner writes it in a
+        # transaction; read_committed reads this plain record the same way).
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            sent = await producer.send_and_wait(
+                names(CHANGELOG),
+                msgspec.msgpack.encode(Tally(100, ["other owner"])),
+                key=b"s1",
+            )
+        finally:
+            await producer.stop()
+        await first._on_revoked(  # the late revoke writes this member's snapshot
+            [TopicPartition(names(SOURCE), sent.partition)]
+        )
+        assert (first._snapshot_dir / f"{sent.partition}.snapshot").exists()
+    finally:
+        await first.stop()
+
+    again = StreamEngine(tally_processor(output_emits=False), settings)  # same state dir
+    await again.start()
+    try:
+        await until(lambda: again.ready)
+        assert not (again._snapshot_dir / f"{sent.partition}.snapshot").exists(), "not read"
+        assert again.stores[sent.partition]["s1"] == Tally(100, ["other owner"])
+    finally:
+        await again.stop()
 
 
 @pytest.mark.parametrize(("compression", "codec"), [("zstd", 4), ("none", 0)])
@@ -492,3 +541,28 @@ async def test_a_settled_end_is_the_stable_offset_once_it_reaches_the_log_end() 
     assert await settled_end(stable, 10, within_s=5.0, what="t[0]", poll_s=0.001) == 10
     # A transaction that never ends (a hanging one): the last stable offset after the bound.
     assert await settled_end(lambda: asyncio.sleep(0, 5), 10, within_s=0.01, what="t[0]") == 5
+
+
+async def test_an_idle_stage_answers_a_new_record_long_before_its_long_poll_ends(
+    kafka_bootstrap: str, unique_name: str
+) -> None:
+    """`fetch_max_wait_ms` only spaces out an idle consumer's fetches: the broker answers
+    a long poll as soon as one of its partitions has a committed record. A stage that
+    waited the poll out would take ~8 s here (and in production, half a second a hop)."""
+    settings = (await _settings(kafka_bootstrap, unique_name)).model_copy(
+        update={"fetch_max_wait_ms": 8_000}
+    )
+    names = topics.Names(settings.topic_prefix)
+    await _produce_events(kafka_bootstrap, names(SOURCE), [cancelled("s1", 1)])
+    engine = StreamEngine(tally_processor(), settings)
+    await engine.start()
+    try:
+        await until(lambda: _seen(engine) == 1, what="the first record")
+        await asyncio.sleep(1.0)  # idle now: every partition's long poll is in flight
+        started = asyncio.get_running_loop().time()
+        await _produce_events(kafka_bootstrap, names(SOURCE), [cancelled("s2", 2)])
+        await until(lambda: _seen(engine) == 2, timeout=8.0, what="the second record")
+        waited = asyncio.get_running_loop().time() - started
+    finally:
+        await engine.stop()
+    assert waited < 3.0, f"the record waited {waited:.1f} s for the long poll to end"

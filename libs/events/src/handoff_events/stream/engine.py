@@ -446,6 +446,11 @@ class _Task(Generic[S]):
     store: TaskStore[S]
     restored: bool = False
     changelog_end: int = 0
+    """A changelog offset the committed store holds everything below: the restore's end,
+    then the first offset of each commit's last changelog batch. A snapshot is stamped
+    with it, never with the changelog's end at the time of writing: a member dropped from
+    its group runs its revoke only when it rejoins, after another owner may already have
+    written states this store never saw (decision 0002, "Snapshots")."""
     pending: list[tuple[TopicPartition, ConsumerRecord]] = field(default_factory=list)
     """Fetched, not yet handled (not committed: dropped if the task closes or resets)."""
     opener: asyncio.Task[None] | None = None
@@ -612,7 +617,7 @@ class StreamEngine(Generic[S]):
             heartbeat_interval_ms=2_000,
             max_poll_interval_ms=600_000,
             rebalance_timeout_ms=60_000,
-            fetch_max_wait_ms=self.settings.poll_timeout_ms,
+            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             **common,  # with the 30 s metadata refresh (see `kafka_client`)
         )
@@ -663,6 +668,17 @@ class StreamEngine(Generic[S]):
         async with self._lock:
             leaving = [self.tasks.pop(p, None) for p in sorted({tp.partition for tp in revoked})]
             tasks = [t for t in leaving if t is not None]
+            consumer = self._consumer
+            if (
+                tasks
+                and consumer is not None
+                and kip447.group_generation(consumer).generation_id < 0
+            ):
+                # Dropped from the group (a missed session), revoked only now that it
+                # rejoins: the tasks may have had another owner for a while already.
+                log.warning("revoked after the group dropped this member",
+                            stage=self.processor.name,
+                            partitions=[t.partition for t in tasks])  # fmt: skip
             for task in tasks:
                 task.closing = True
             await asyncio.gather(*(self._cancel_opener(t) for t in tasks))
@@ -731,11 +747,20 @@ class StreamEngine(Generic[S]):
         assert self._consumer is not None
         partitions = self._task_partitions(task.partition)
         committed = await kip447.fetch_stable_offsets(self._consumer, partitions, _OPEN_TASK_S)
-        await self._restore(task)
         missing = [tp for tp in partitions if committed.get(tp) is None]
-        if missing:  # never committed: from the start of the log (auto_offset_reset)
-            begin = await self._consumer.beginning_offsets(missing)
-            committed.update({tp: int(begin[tp]) for tp in missing})
+        if self.processor.changelog or missing:
+            # A reader of the task's own for offsets and the changelog's fetches: on the
+            # consumer's client they would queue behind the long poll that the tasks
+            # opened before this one keep in flight (fetch_max_wait_ms).
+            reader = self._reader()
+            await reader.start()
+            try:
+                await self._restore(task, reader)
+                if missing:  # never committed: from the start of the log
+                    begin = await reader.beginning_offsets(missing)
+                    committed.update({tp: int(begin[tp]) for tp in missing})
+            finally:
+                await reader.stop()
         if task.closing:
             return
         task.pending.clear()
@@ -792,10 +817,8 @@ class StreamEngine(Generic[S]):
 
     async def _write_snapshot(self, task: _Task[S]) -> None:
         assert self.codec is not None and self.processor.changelog
-        tp = TopicPartition(self.names(self.processor.changelog), task.partition)
-        end = await self._changelog_end(tp)
         snapshot = task.store.snapshot(
-            end, lambda key, value: self._encode_value(task.store, key, value)
+            task.changelog_end, lambda key, value: self._encode_value(task.store, key, value)
         )
         self._snapshot_dir.mkdir(parents=True, exist_ok=True)
         tmp = self._snapshot_path(task.partition).with_suffix(".tmp")
@@ -819,14 +842,6 @@ class StreamEngine(Generic[S]):
                 due[key] = at
             headers = [*headers, (DUE_HEADER, b"" if at is None else repr(at).encode())]
         return raw, headers
-
-    async def _changelog_end(self, tp: TopicPartition) -> int:
-        reader = self._reader()
-        await reader.start()
-        try:
-            return int((await reader.end_offsets([tp]))[tp])
-        finally:
-            await reader.stop()
 
     def _reader(self, isolation: str = "read_committed") -> AIOKafkaConsumer:
         """A group-less consumer for a changelog's offsets (read_committed: its end is the
@@ -864,7 +879,9 @@ class StreamEngine(Generic[S]):
             lambda: _end_offset(reader, tp), log_end, within, f"{tp.topic}[{tp.partition}]"
         )
 
-    async def _restore(self, task: _Task[S]) -> None:
+    async def _restore(self, task: _Task[S], reader: AIOKafkaConsumer) -> None:
+        """The task's store from its changelog partition, through `reader` (a started
+        `_reader()`: its offsets, and its client for the fetches)."""
         if not self.processor.changelog:
             return
         assert self.codec is not None
@@ -880,34 +897,27 @@ class StreamEngine(Generic[S]):
             snap_path.unlink()
             task.store.file_snapshot(snapshot)
             start_offset = snapshot.changelog_offset
-        reader = self._reader()  # for the offsets, and its client for the fetches
-        await reader.start()
         count = 0
-        try:
-            with _collector_paused():  # the store grows by millions of objects
-                # Not assigned: the consumer's own fetches would queue ahead of the
-                # reader's on the same connection (a long poll of up to 500 ms each).
-                end = await self._settled_end(reader, tp)
-                begin = int((await reader.beginning_offsets([tp]))[tp])
-                if start_offset < begin or start_offset > end:
-                    task.store.clear()  # snapshot older than retained changelog: start afresh
-                    start_offset = begin
-                changelog = ChangelogReader(
-                    reader._client,
-                    tp,
-                    due_header=DUE_HEADER if self.processor.due is not None else None,
-                )
-                file_restored, forget = task.store.file_restored, task.store.forget
-                async with contextlib.aclosing(changelog.read(start_offset, end)) as fetches:
-                    async for records in fetches:
-                        for key, batch, due in records:  # the hot loop of a cold start
-                            if batch is None:
-                                forget(key)
-                            else:
-                                file_restored(key, batch, due)
-                        count += len(records)
-        finally:
-            await reader.stop()
+        with _collector_paused():  # the store grows by millions of objects
+            end = await self._settled_end(reader, tp)
+            begin = int((await reader.beginning_offsets([tp]))[tp])
+            if start_offset < begin or start_offset > end:
+                task.store.clear()  # snapshot older than retained changelog: start afresh
+                start_offset = begin
+            changelog = ChangelogReader(
+                reader._client,
+                tp,
+                due_header=DUE_HEADER if self.processor.due is not None else None,
+            )
+            file_restored, forget = task.store.file_restored, task.store.forget
+            async with contextlib.aclosing(changelog.read(start_offset, end)) as fetches:
+                async for records in fetches:
+                    for key, batch, due in records:  # the hot loop of a cold start
+                        if batch is None:
+                            forget(key)
+                        else:
+                            file_restored(key, batch, due)
+                    count += len(records)
         task.store.restored()
         task.changelog_end = end
         metrics.RESTORE_SECONDS.labels(*self._labels).observe(time.monotonic() - started)
@@ -1197,6 +1207,8 @@ class StreamEngine(Generic[S]):
         offsets.update(batch.offsets)
         began = time.monotonic()
         dues: dict[int, dict[str, float | None]] = {}
+        changelog = self.names(self.processor.changelog) if self.processor.changelog else None
+        written: dict[int, int] = {}  # changelog partition -> first offset of its last batch
         try:
             await producer.begin_transaction()
             outgoing: list[
@@ -1205,8 +1217,7 @@ class StreamEngine(Generic[S]):
             for emit in batch.emits:
                 value, headers = _encode(emit.envelope)
                 outgoing.append((self.names(emit.topic), emit.key.encode(), value, headers, None))
-            if self.processor.changelog:
-                changelog = self.names(self.processor.changelog)
+            if changelog is not None:
                 for task in batch.tasks:
                     due = dues[task.partition] = {}
                     for key, value in task.store.staged().items():
@@ -1228,13 +1239,15 @@ class StreamEngine(Generic[S]):
                     field=fld,
                 )
             caps = {}
-            if self.processor.changelog:
+            if changelog is not None:
                 caps[changelog] = self.settings.changelog_batch_bytes
             futures = await _send_batched(producer, outgoing, caps)
             await kip447.send_offsets_fenced(producer, offsets, self.group_id, batch.generation)
             await producer.commit_transaction()
             for fut in futures:
-                fut.result()
+                sent = fut.result()  # the RecordMetadata of a batch: its first offset
+                if sent.topic == changelog:
+                    written[sent.partition] = max(written.get(sent.partition, 0), sent.offset)
         except kip447.GroupMoved as exc:
             # A rebalance replaced this member's generation: the group refused the offsets
             # and the whole transaction is aborted. The stores are as committed; the tasks
@@ -1282,6 +1295,7 @@ class StreamEngine(Generic[S]):
         metrics.COMMIT_SECONDS.labels(service, stage).observe(time.monotonic() - began)
         for task in batch.tasks:
             task.store.apply_batch(dues.get(task.partition))
+            task.changelog_end = max(task.changelog_end, written.get(task.partition, 0))
             for tp in self._task_partitions(task.partition):
                 if tp in offsets:
                     task.committed[tp] = offsets[tp]
