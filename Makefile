@@ -18,7 +18,7 @@ unexport PYTHONDONTWRITEBYTECODE
 PYTEST_ARGS ?=
 
 .PHONY: help setup test-tools browser-tools docs-tools venv kafka-jars node-tools kafka-up kafka-down kafka-status cluster-up cluster-down \
-        test test-unit lint fmt asyncapi provision up down bench bench-quick bench-venv chaos chaos-short clean
+        test test-unit lint fmt asyncapi provision up down bench bench-quick bench-venv bench-tools chaos chaos-short clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -121,10 +121,17 @@ BENCH_ARGS ?=
 bench-venv: $(VENV)/.synced
 	@$(UV) sync --all-packages --locked --group bench --quiet
 
-bench: bench-venv kafka-jars ## all benchmarks, full size (< 30 min): bench/results/<time>/ (BENCH_ARGS=...)
+bench-tools: ## wrk (Debian package), the webhook benchmark's load generator
+	@if ! command -v wrk >/dev/null; then \
+	  echo "==> installing wrk from the distribution (apt-get)"; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq wrk; \
+	fi
+
+bench: bench-venv bench-tools kafka-jars ## all benchmarks, full size (< 30 min): bench/results/<time>/ (BENCH_ARGS=...)
 	@$(PY) -m bench.run --mode full --profile $(BENCH_ARGS)
 
-bench-quick: bench-venv kafka-jars ## the benchmarks at small size (< 5 min on an idle machine)
+bench-quick: bench-venv bench-tools kafka-jars ## the benchmarks at small size (< 5 min on an idle machine)
 	@$(PY) -m bench.run --mode quick $(BENCH_ARGS)
 
 chaos: venv kafka-jars ## long chaos run: every fault under 5x load on the 3-broker cluster (~10-15 min, docs/reliability.md)
