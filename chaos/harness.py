@@ -83,10 +83,29 @@ CONTACT_FREE_TOPICS: tuple[str, ...] = (
 ONCE_MILESTONES = frozenset({"requested", "rejected", "quoted", "allocated", "delivered"})
 
 
+HTTP_PORTS = range(20_000, 25_000)
+"""Where the instances' HTTP ports come from: below Linux's ephemeral range (32768-60999),
+so none of the outgoing connections every Kafka client opens can take a port between its
+pick and the service's bind (a port from `bind(0)` could be, and the instance then
+crash-looped on EADDRINUSE), and clear of kafkactl's broker ports (base, +10000, +10100
+for the port bases in use: 15092, 16092, 19092, 31092)."""
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port of `HTTP_PORTS` that is free now and was not handed out before in this run."""
+    for _ in range(1_000):
+        port = random.choice(HTTP_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {HTTP_PORTS}")
 
 
 # ---- processes ------------------------------------------------------------------------------

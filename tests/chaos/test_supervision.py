@@ -4,6 +4,8 @@ restarted after a back-off and counted with its reason; one the harness retires 
 from __future__ import annotations
 
 import asyncio
+import random
+import socket
 import subprocess
 import sys
 import time
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from chaos import harness
 from chaos.harness import Instance, Pipeline, Verdict
 
 
@@ -115,3 +118,22 @@ async def test_any_exit_of_its_own_counts_even_a_clean_one(tmp_path: Path, code:
         assert pipeline.restarts[0].exit_code == code
     finally:
         await pipeline.stop()
+
+
+def test_instance_ports_come_from_below_the_ephemeral_range_and_never_twice() -> None:
+    """An outgoing connection (every Kafka client opens several) takes its local port from
+    the ephemeral range; a port picked there could be gone before the service binds it."""
+    low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    picks = [harness.free_port() for _ in range(50)]
+    assert len(set(picks)) == len(picks)
+    assert all(p in harness.HTTP_PORTS and not low <= p <= high for p in picks)
+
+
+def test_a_port_in_use_is_not_handed_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        taken = busy.getsockname()[1]
+        offered = iter([taken, taken, 20_001])
+        monkeypatch.setattr(random, "choice", lambda _: next(offered))
+        monkeypatch.setattr(harness, "_handed_out", set())
+        assert harness.free_port() == 20_001
