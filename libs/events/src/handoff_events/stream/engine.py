@@ -752,8 +752,10 @@ class StreamEngine(Generic[S]):
             # A reader of the task's own for offsets and the changelog's fetches: on the
             # consumer's client they would queue behind the long poll that the tasks
             # opened before this one keep in flight (fetch_max_wait_ms).
-            reader = self._reader()
-            await reader.start()
+            topics = [tp.topic for tp in missing]
+            if self.processor.changelog:
+                topics.append(self.names(self.processor.changelog))
+            reader = await self._open_reader(topics)
             try:
                 await self._restore(task, reader)
                 if missing:  # never committed: from the start of the log
@@ -855,6 +857,22 @@ class StreamEngine(Generic[S]):
             **self.settings.kafka_security(),
         )
 
+    async def _open_reader(
+        self, topics: Sequence[str], isolation: str = "read_committed"
+    ) -> AIOKafkaConsumer:
+        """A started `_reader()` that has the metadata of `topics` (one request). A fresh
+        client's first offset request for a topic it has no metadata of fails as stale and
+        sleeps `retry_backoff_ms` (100 ms) before asking again: a task open made two or
+        three of those, one after the other."""
+        reader = self._reader(isolation)
+        await reader.start()
+        try:
+            await reader._client.set_topics(topics)
+        except BaseException:
+            await reader.stop()
+            raise
+        return reader
+
     async def _settled_end(self, reader: AIOKafkaConsumer, tp: TopicPartition) -> int:
         """Where a restore of changelog partition `tp` reads to: its last stable offset,
         once every transaction already written to it has ended.
@@ -868,8 +886,7 @@ class StreamEngine(Generic[S]):
         chaos scaling run, 2026-11-21). So the stable offset must reach the log end seen
         first. An open transaction of a dead producer ends too, aborted after the
         transaction timeout; past three of those the restore goes on, with a warning."""
-        log_reader = self._reader("read_uncommitted")
-        await log_reader.start()
+        log_reader = await self._open_reader([tp.topic], "read_uncommitted")
         try:
             log_end = int((await log_reader.end_offsets([tp]))[tp])
         finally:
@@ -881,7 +898,7 @@ class StreamEngine(Generic[S]):
 
     async def _restore(self, task: _Task[S], reader: AIOKafkaConsumer) -> None:
         """The task's store from its changelog partition, through `reader` (a started
-        `_reader()`: its offsets, and its client for the fetches)."""
+        `_open_reader`: its offsets, and its client for the fetches)."""
         if not self.processor.changelog:
             return
         assert self.codec is not None
