@@ -1,0 +1,102 @@
+"""The query read model keeps each state as its record's JSON and decodes it per request."""
+
+from __future__ import annotations
+
+import pytest
+from aiokafka.structs import ConsumerRecord
+from handoff_events.contracts import ShipmentState
+from handoff_events.envelope import DecodeError
+from handoff_events.runtime.settings import ServiceSettings
+from handoff_tracking.adapters.read_model import ReadModels, ShipmentReadModel
+from handoff_tracking.adapters.state_codec import ShipmentStateCodec
+from handoff_tracking.domain.fold import fold_all
+
+from services.tracking.tests.fold_factories import allocated, inp, observed, requested
+
+
+def _state(shipment_id: str, tenant: str = "acme", delivered: bool = False) -> ShipmentState:
+    events = [
+        inp(requested(shipment_id), tenant),
+        inp(allocated(shipment_id), tenant),
+        inp(observed("in_transit", 30, shipment_id=shipment_id), tenant),
+    ]
+    if delivered:
+        events.append(inp(observed("delivered", 90, shipment_id=shipment_id), tenant))
+    state = fold_all(events)
+    assert state is not None
+    return state
+
+
+def _record(
+    value: bytes | None, headers: list[tuple[str, bytes]], offset: int = 0
+) -> ConsumerRecord:
+    return ConsumerRecord(
+        topic="handoff.shipments.state.v1", partition=0, offset=offset, timestamp=0,
+        timestamp_type=0, key=b"k", value=value, checksum=None, serialized_key_size=1,
+        serialized_value_size=len(value or b""), headers=headers,
+    )  # fmt: skip
+
+
+def test_a_state_record_is_kept_as_its_json_and_served_decoded() -> None:
+    state = _state("shp_1", delivered=True)
+    raw, _ = ShipmentStateCodec().encode(state.shipment_id, state)
+    model = ShipmentReadModel()
+
+    model.apply_json(raw)
+
+    kept = model._states["shp_1"]
+    assert kept[0] is raw and kept[1:] == ("acme", "delivered")  # the bytes, not an object
+    assert model.get("acme", "shp_1") == state
+    assert model.get("globex", "shp_1") is None  # another tenant's: as if missing
+
+
+def test_paging_filters_on_the_kept_status_and_decodes_only_what_it_returns() -> None:
+    model = ShipmentReadModel()
+    for sid, delivered in (("shp_a", True), ("shp_b", False), ("shp_c", True), ("shp_d", True)):
+        model.apply(_state(sid, delivered=delivered))
+    model.apply(_state("shp_x", tenant="globex", delivered=True))
+
+    items, cursor = model.page("acme", {"delivered"}, None, 2)
+
+    assert [s.shipment_id for s in items] == ["shp_a", "shp_c"]
+    assert all(isinstance(s, ShipmentState) and s.status == "delivered" for s in items)
+    assert cursor == "shp_c"
+    rest, end = model.page("acme", {"delivered"}, cursor, 2)
+    assert [s.shipment_id for s in rest] == ["shp_d"] and end is None
+
+
+def test_a_newer_state_replaces_the_kept_one_and_its_status() -> None:
+    model = ShipmentReadModel()
+    model.apply(_state("shp_1"))
+    model.apply(_state("shp_1", delivered=True))
+
+    assert len(model) == 1
+    assert model.page("acme", {"in_transit"}, None, 10)[0] == []
+    served = model.get("acme", "shp_1")
+    assert served is not None and served.status == "delivered"
+
+
+def test_a_record_without_the_indexed_fields_is_refused_naming_the_field() -> None:
+    model = ShipmentReadModel()
+    with pytest.raises(DecodeError) as err:
+        model.apply_json(b'{"shipment_id": "shp_1", "tenant_id": "acme"}')
+    assert err.value.field == "$.status"
+    with pytest.raises(DecodeError) as bad:
+        model.apply_json(b"{not json")
+    assert bad.value.reason == "invalid_json"
+    assert len(model) == 0
+
+
+def test_the_follower_callback_skips_tombstones_other_types_and_broken_records() -> None:
+    models = ReadModels(ServiceSettings())
+    state = _state("shp_1")
+    raw, headers = ShipmentStateCodec().encode(state.shipment_id, state)
+    other = [(k, b"handoff.shipment.update.v1" if k == "ce_type" else v) for k, v in headers]
+
+    models._on_state(_record(None, headers, 0))  # a tombstone
+    models._on_state(_record(raw, other, 1))  # not a state
+    models._on_state(_record(b'{"shipment_id": 1}', headers, 2))  # broken: logged, skipped
+    assert len(models.shipments) == 0
+
+    models._on_state(_record(raw, headers, 3))
+    assert models.shipments.get("acme", "shp_1") == state
