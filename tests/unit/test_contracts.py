@@ -3,6 +3,7 @@ and every decoding error names the field and the value."""
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime
 
 import msgspec
@@ -52,6 +53,31 @@ def test_binary_and_structured_round_trip(ce_type: str) -> None:
     assert decode(value, headers) == env
     structured = encode_structured(env)
     assert decode(structured, [("content-type", b"application/cloudevents+json")]) == env
+
+
+@pytest.mark.parametrize("ce_type", ALL_TYPES)
+def test_decoded_payloads_and_every_struct_inside_are_not_tracked_by_the_cycle_collector(
+    ce_type: str,
+) -> None:
+    """Decision 0009: contract structs are `gc=False`, so a full collection does not walk
+    a fold's hundreds of thousands of stored states. Only the lists inside are tracked."""
+    value, headers = encode(
+        new_envelope(EXAMPLES[ce_type], source="t", tenant_id="acme", id="e", type=ce_type)
+    )
+    payload = decode(value, headers).data
+    structs = [payload]
+    untracked = 0
+    while structs:
+        item = structs.pop()
+        if isinstance(item, msgspec.Struct):
+            assert not gc.is_tracked(item), f"{type(item).__name__} is tracked"
+            untracked += 1
+            structs.extend(getattr(item, name) for name in item.__struct_fields__)
+        elif isinstance(item, (list, tuple)):
+            structs.extend(item)
+        elif isinstance(item, dict):
+            structs.extend(item.values())
+    assert untracked >= 1
 
 
 def test_deterministic_ids_for_re_emitted_events() -> None:

@@ -29,8 +29,9 @@ ServiceLevel = Literal["same_day", "next_day", "two_day", "standard", "pickup_po
 Channel = Literal["email", "sms", "webhook"]
 
 
-class Frozen(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
-    """Base for every contract value: immutable, keyword-only, order-stable."""
+class Frozen(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False, gc=False):
+    """Base for every contract value: immutable, keyword-only, order-stable; like `Event`,
+    not tracked by the cycle collector (decision 0009)."""
 
 
 class Money(Frozen, frozen=True, kw_only=True):
