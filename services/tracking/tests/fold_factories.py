@@ -11,11 +11,12 @@ from handoff_events.contracts import (
     RatesQuoted,
     ShipmentCancelled,
     ShipmentRequested,
+    ShipmentState,
     TrackingObserved,
 )
 from handoff_events.ids import event_id
 from handoff_events.values import Address, Location, Money, Parcel, Proof
-from handoff_tracking.domain.fold import FoldEvent, FoldInput
+from handoff_tracking.domain.fold import FoldEvent, FoldInput, fold_all
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 TENANT = "acme"
@@ -141,3 +142,20 @@ def observed(
         proof=Proof(signed_by="A. Muster") if status == "delivered" else None,
         unknown_code=status == "unknown",
     )
+
+
+def folded_shipment(
+    shipment_id: str, tenant: str = TENANT, delivered: bool = False
+) -> ShipmentState:
+    """A shipment requested, allocated and in transit (then delivered), folded: a state as
+    the read model holds it."""
+    events = [
+        inp(requested(shipment_id), tenant),
+        inp(allocated(shipment_id), tenant),
+        inp(observed("in_transit", 30, shipment_id=shipment_id), tenant),
+    ]
+    if delivered:
+        events.append(inp(observed("delivered", 90, shipment_id=shipment_id), tenant))
+    state = fold_all(events)
+    assert state is not None
+    return state

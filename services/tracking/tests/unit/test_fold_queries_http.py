@@ -10,12 +10,11 @@ import pytest
 from handoff_events.contracts import ShipmentState
 from handoff_events.runtime.http import Problem, TenantAuth, parse_api_keys, problem_handler
 from handoff_tracking.adapters.read_model import KpiReadModel, ShipmentReadModel
-from handoff_tracking.domain.fold import fold_all
 from handoff_tracking.entrypoints.http import ShipmentQueries
 from handoff_tracking.openapi import API, openapi_document
 from starlette.applications import Starlette
 
-from services.tracking.tests.fold_factories import allocated, inp, observed, requested
+from services.tracking.tests.fold_factories import folded_shipment
 
 ACME = {"X-Api-Key": "acme-key"}
 GLOBEX = {"Authorization": "Bearer globex-key"}
@@ -28,17 +27,7 @@ class Views:
     caught_up: bool = True
 
 
-def shipment(shipment_id: str, tenant: str = "acme", delivered: bool = False) -> ShipmentState:
-    events = [
-        inp(requested(shipment_id), tenant),
-        inp(allocated(shipment_id), tenant),
-        inp(observed("in_transit", 30, shipment_id=shipment_id), tenant),
-    ]
-    if delivered:
-        events.append(inp(observed("delivered", 90, shipment_id=shipment_id), tenant))
-    state = fold_all(events)
-    assert state is not None
-    return state
+shipment = folded_shipment
 
 
 @pytest.fixture

@@ -9,22 +9,8 @@ from handoff_events.envelope import DecodeError
 from handoff_events.runtime.settings import ServiceSettings
 from handoff_tracking.adapters.read_model import ReadModels, ShipmentReadModel
 from handoff_tracking.adapters.state_codec import ShipmentStateCodec
-from handoff_tracking.domain.fold import fold_all
 
-from services.tracking.tests.fold_factories import allocated, inp, observed, requested
-
-
-def _state(shipment_id: str, tenant: str = "acme", delivered: bool = False) -> ShipmentState:
-    events = [
-        inp(requested(shipment_id), tenant),
-        inp(allocated(shipment_id), tenant),
-        inp(observed("in_transit", 30, shipment_id=shipment_id), tenant),
-    ]
-    if delivered:
-        events.append(inp(observed("delivered", 90, shipment_id=shipment_id), tenant))
-    state = fold_all(events)
-    assert state is not None
-    return state
+from services.tracking.tests.fold_factories import folded_shipment
 
 
 def _record(
@@ -38,7 +24,7 @@ def _record(
 
 
 def test_a_state_record_is_kept_as_its_json_and_served_decoded() -> None:
-    state = _state("shp_1", delivered=True)
+    state = folded_shipment("shp_1", delivered=True)
     raw, _ = ShipmentStateCodec().encode(state.shipment_id, state)
     model = ShipmentReadModel()
 
@@ -53,8 +39,8 @@ def test_a_state_record_is_kept_as_its_json_and_served_decoded() -> None:
 def test_paging_filters_on_the_kept_status_and_decodes_only_what_it_returns() -> None:
     model = ShipmentReadModel()
     for sid, delivered in (("shp_a", True), ("shp_b", False), ("shp_c", True), ("shp_d", True)):
-        model.apply(_state(sid, delivered=delivered))
-    model.apply(_state("shp_x", tenant="globex", delivered=True))
+        model.apply(folded_shipment(sid, delivered=delivered))
+    model.apply(folded_shipment("shp_x", tenant="globex", delivered=True))
 
     items, cursor = model.page("acme", {"delivered"}, None, 2)
 
@@ -67,8 +53,8 @@ def test_paging_filters_on_the_kept_status_and_decodes_only_what_it_returns() ->
 
 def test_a_newer_state_replaces_the_kept_one_and_its_status() -> None:
     model = ShipmentReadModel()
-    model.apply(_state("shp_1"))
-    model.apply(_state("shp_1", delivered=True))
+    model.apply(folded_shipment("shp_1"))
+    model.apply(folded_shipment("shp_1", delivered=True))
 
     assert len(model) == 1
     assert model.page("acme", {"in_transit"}, None, 10)[0] == []
@@ -89,7 +75,7 @@ def test_a_record_without_the_indexed_fields_is_refused_naming_the_field() -> No
 
 def test_the_follower_callback_skips_tombstones_other_types_and_broken_records() -> None:
     models = ReadModels(ServiceSettings())
-    state = _state("shp_1")
+    state = folded_shipment("shp_1")
     raw, headers = ShipmentStateCodec().encode(state.shipment_id, state)
     other = [(k, b"handoff.shipment.update.v1" if k == "ce_type" else v) for k, v in headers]
 
