@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -225,9 +226,9 @@ async def test_a_snapshot_written_after_another_owner_took_over_keeps_that_owner
     rejoins, after the group gave its tasks to another member, which may already have
     written newer states to the changelog. The snapshot that revoke writes holds this
     member's older states; stamped with the changelog's end at that moment, the next
-    open from it would skip the other owner's states: a lost update (the chaos scaling
-    run, 2026-11-22). Stamped with the offset its store holds everything below, the open
-    replays them. The other owner's write is produced here directly, and the revoke is
+    open from it would skip the other owner's states: a lost update (late revokes show in
+    the long chaos run's logs). Stamped with the offset its store holds everything below,
+    the open replays them. The other owner's write is produced here directly, and the revoke is
     the engine's own callback, called as aiokafka calls it when the member rejoins."""
     settings = await _settings(kafka_bootstrap, unique_name)
     names = topics.Names(settings.topic_prefix)
@@ -283,6 +284,52 @@ async def test_a_task_reader_has_its_topics_metadata_before_its_first_offset_req
         assert all(cluster.leader_for_partition(TopicPartition(t, 2)) is not None for t in wanted)
     finally:
         await reader.stop()
+
+
+async def test_a_clean_stop_never_commits_past_records_it_fetched_but_did_not_handle(
+    kafka_bootstrap: str, unique_name: str
+) -> None:
+    """A stop finishes the batch in flight and drops what was only queued; a stage with a
+    timer then runs one last batch, and a task with nothing queued commits the consumer's
+    position there (past commit markers). The dropped records were below that position:
+    committed, never handled, lost (the chaos scaling run, 2026-11-22: two rates.quoted
+    events missing from the fold after a scale-in). Here the first record's handler is
+    held past the idle check while more records are queued behind it, then the stage stops;
+    the next instance must handle every record."""
+    settings = await _settings(kafka_bootstrap, unique_name)
+    names = topics.Names(settings.topic_prefix)
+    holding = asyncio.Event()
+    plain = tally_processor(output_emits=False).handle
+
+    async def handle(env: Envelope[Event], ctx: Context[Tally]) -> None:
+        data = env.data
+        assert isinstance(data, ShipmentCancelled)
+        if data.reason == "hold":
+            holding.set()
+            await asyncio.sleep(2.5)  # past the engine's idle check (2 s)
+        plain(env, ctx)
+
+    timed = dataclasses.replace(
+        tally_stage(handle), punctuate=lambda ctx: None, punctuate_every_s=3600.0
+    )
+    first = StreamEngine(timed, settings)
+    await first.start()
+    try:
+        await until(lambda: first.ready)
+        await _produce_events(kafka_bootstrap, names(SOURCE), [cancelled("s0", 0, "hold")])
+        await asyncio.wait_for(holding.wait(), 30)
+        behind = [cancelled("s0", i) for i in range(1, 21)]  # same key: same task, queued
+        await _produce_events(kafka_bootstrap, names(SOURCE), behind)
+        await until(lambda: sum(len(t.pending) for t in first.tasks.values()) == 20)
+    finally:
+        await first.stop()
+
+    again = StreamEngine(tally_processor(output_emits=False), settings)
+    await again.start()
+    try:
+        await until(lambda: _seen(again) == 21, timeout=20, what="every record handled")
+    finally:
+        await again.stop()
 
 
 @pytest.mark.parametrize(("compression", "codec"), [("zstd", 4), ("none", 0)])

@@ -641,7 +641,7 @@ class StreamEngine(Generic[S]):
         async with self._lock:
             for task in list(self.tasks.values()):
                 await self._cancel_opener(task)
-                task.pending.clear()
+                self._drop_queued(task)
             if self.processor.punctuate is not None and not self.failure.is_set():
                 # A last tick records what timers finished since the previous one (e.g.
                 # sends that completed), so a clean shutdown does not leave them to be redone.
@@ -689,7 +689,7 @@ class StreamEngine(Generic[S]):
                 await asyncio.wait_for(self._batch_lock.acquire(), _OPEN_TASK_S)
                 self._batch_lock.release()
             for task in tasks:
-                task.pending.clear()
+                self._drop_queued(task)
             await asyncio.gather(*(self._close_task(t, clean=True) for t in tasks))
             metrics.ASSIGNED.labels(*self._labels).set(len(self.tasks))
 
@@ -997,6 +997,22 @@ class StreamEngine(Generic[S]):
             if not task.paused and len(task.pending) >= high_water:
                 task.paused = True
                 consumer.pause(*self._task_partitions(task.partition))
+
+    def _drop_queued(self, task: _Task[S]) -> None:
+        """Forget the records fetched for `task` but not handled, and move the consumer back
+        to the first of them. A task with nothing queued commits the consumer's position
+        (`_run_batch`, past commit markers): without the seek, a batch after this one (a
+        stop's last timer tick) committed past records nobody handled, and they were lost
+        (the chaos scaling run, 2026-11-22)."""
+        first: dict[TopicPartition, int] = {}
+        for tp, record in task.pending:
+            if record.offset < first.get(tp, record.offset + 1):
+                first[tp] = record.offset
+        task.pending.clear()
+        if self._consumer is not None:
+            for tp, offset in first.items():
+                with contextlib.suppress(Exception):  # no longer assigned: nothing to keep
+                    self._consumer.seek(tp, offset)
 
     def _task_partitions(self, partition: int) -> list[TopicPartition]:
         return [TopicPartition(t, partition) for t in self._accept]
