@@ -845,10 +845,16 @@ class StreamEngine(Generic[S]):
             headers = [*headers, (DUE_HEADER, b"" if at is None else repr(at).encode())]
         return raw, headers
 
-    def _reader(self, isolation: str = "read_committed") -> AIOKafkaConsumer:
-        """A group-less consumer for a changelog's offsets (read_committed: its end is the
-        last stable offset); a restore fetches through its client (`ChangelogReader`)."""
-        return AIOKafkaConsumer(
+    async def _open_reader(
+        self, topics: Sequence[str], isolation: str = "read_committed"
+    ) -> AIOKafkaConsumer:
+        """A started group-less consumer for a changelog's offsets (read_committed: its end
+        is the last stable offset) and the inputs' first ones; a restore fetches through
+        its client (`ChangelogReader`). It has the metadata of `topics` (one request): a
+        fresh client's first offset request for a topic it has no metadata of fails as
+        stale and sleeps `retry_backoff_ms` (100 ms) before asking again, and a task open
+        made two or three of those, one after the other."""
+        reader = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
             group_id=None,
             enable_auto_commit=False,
@@ -856,15 +862,6 @@ class StreamEngine(Generic[S]):
             auto_offset_reset="earliest",
             **self.settings.kafka_security(),
         )
-
-    async def _open_reader(
-        self, topics: Sequence[str], isolation: str = "read_committed"
-    ) -> AIOKafkaConsumer:
-        """A started `_reader()` that has the metadata of `topics` (one request). A fresh
-        client's first offset request for a topic it has no metadata of fails as stale and
-        sleeps `retry_backoff_ms` (100 ms) before asking again: a task open made two or
-        three of those, one after the other."""
-        reader = self._reader(isolation)
         await reader.start()
         try:
             await reader._client.set_topics(topics)
