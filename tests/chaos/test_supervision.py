@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,29 @@ def test_a_port_in_use_is_not_handed_out(monkeypatch: pytest.MonkeyPatch) -> Non
         monkeypatch.setattr(random, "choice", lambda _: next(offered))
         monkeypatch.setattr(harness, "_handed_out", set())
         assert harness.free_port() == 20_001
+
+
+def test_a_failed_verdict_quotes_only_the_membership_lines_logged_during_it(
+    tmp_path: Path,
+) -> None:
+    pipeline = Pipeline("127.0.0.1:1", "t.", tmp_path)
+    pipeline.logs.mkdir(parents=True)
+    before = '{"event": "revoked after the group dropped this member", "partitions": [1]}\n'
+    (pipeline.logs / "tracking-1.log").write_text(before)
+    marks = pipeline.log_marks()
+    with (pipeline.logs / "tracking-1.log").open("a") as log:
+        log.write("Heartbeat failed for group g because it is rebalancing\n")
+        log.write('{"event": "revoked after the group dropped this member", "partitions": [2]}\n')
+    (pipeline.logs / "rate_shopping-2.log").write_text(
+        "Heartbeat failed: local member_id was not recognized; resetting and re-joining group\n"
+    )
+
+    lines = pipeline.membership_lines(marks)
+
+    assert lines == [
+        "rate_shopping-2: Heartbeat failed: local member_id was not recognized; resetting "
+        "and re-joining group",
+        'tracking-1: {"event": "revoked after the group dropped this member", "partitions": [2]}',
+    ]
+    verdict = Verdict("scale", 1, 0, Counter(), [], [], [], None, membership=lines)
+    assert "instance log lines on membership and restores (2):" in verdict.explain()

@@ -25,7 +25,7 @@ SOURCES = [
 CLIENTS = {"AIOKafkaConsumer", "AIOKafkaProducer"}
 SHORT_LIVED = {
     # (file, enclosing function): opened for one read or one command, then closed.
-    ("engine.py", "_reader"),  # a changelog's offsets, a restore's fetches
+    ("engine.py", "_open_reader"),  # a changelog's offsets, a restore's fetches
     ("cli_ops.py", "consumer"),  # the operator CLI: one command, then exit
     ("cli_ops.py", "_transaction"),
 }
