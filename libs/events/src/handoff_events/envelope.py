@@ -31,6 +31,7 @@ _TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _MAX_ATTRIBUTE_LEN = 512
 
 E = TypeVar("E", bound=Event)
+T = TypeVar("T", bound=msgspec.Struct)
 Headers = Sequence[tuple[str, bytes | None]]
 
 
@@ -142,10 +143,10 @@ def encode_structured(envelope: Envelope[Any]) -> bytes:
     return _encoder.encode(doc)
 
 
-_decoders: dict[type[Event], msgspec.json.Decoder[Any]] = {}
+_decoders: dict[type[msgspec.Struct], msgspec.json.Decoder[Any]] = {}
 
 
-def _decoder(cls: type[Event]) -> msgspec.json.Decoder[Any]:
+def _decoder(cls: type[msgspec.Struct]) -> msgspec.json.Decoder[Any]:
     dec = _decoders.get(cls)
     if dec is None:
         dec = _decoders[cls] = msgspec.json.Decoder(cls)
@@ -184,8 +185,9 @@ def schema_error(exc: msgspec.ValidationError, raw: bytes, prefix: str = "$") ->
     return DecodeError("schema_violation", message, path, value)
 
 
-def decode_data(cls: type[E], raw: bytes, prefix: str = "$") -> E:
-    """Decode a bare event payload (used by HTTP edges): errors name the field."""
+def decode_data(cls: type[T], raw: bytes, prefix: str = "$") -> T:
+    """Decode a bare event payload (used by HTTP edges), or any other struct of one (a
+    read model's index): errors name the field."""
     try:
         return _decoder(cls).decode(raw)  # type: ignore[no-any-return]
     except msgspec.ValidationError as exc:

@@ -99,7 +99,7 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
 def decode_body(cls: type[E], body: bytes) -> E:
     """Decode a JSON body into a contract type; a 422 problem names the field and value."""
     try:
-        return decode_data(cls, body)  # type: ignore[type-var]
+        return decode_data(cls, body)
     except DecodeError as err:
         status = 400 if err.reason == "invalid_json" else 422
         raise Problem(

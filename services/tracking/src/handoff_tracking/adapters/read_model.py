@@ -19,7 +19,7 @@ import msgspec
 from aiokafka.structs import ConsumerRecord
 from handoff_events import topics
 from handoff_events.contracts import KpiSnapshot, ShipmentState
-from handoff_events.envelope import DecodeError, Envelope, decode_data, schema_error
+from handoff_events.envelope import DecodeError, Envelope, decode_data
 from handoff_events.runtime.logging import get_logger
 from handoff_events.runtime.settings import ServiceSettings
 from handoff_events.stream.follow import TopicFollower
@@ -37,7 +37,6 @@ class _Indexed(msgspec.Struct):
     status: str
 
 
-_INDEXED = msgspec.json.Decoder(_Indexed)
 _JSON = msgspec.json.Encoder()
 
 
@@ -60,12 +59,7 @@ class ShipmentReadModel:
     def apply_json(self, raw: bytes) -> None:
         """A state as the JSON of its record (`DecodeError` naming the field if the
         indexed fields are missing or mistyped: the record is then not kept)."""
-        try:
-            index = _INDEXED.decode(raw)
-        except msgspec.ValidationError as exc:
-            raise schema_error(exc, raw) from None
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            raise DecodeError("invalid_json", str(exc), "$", None) from None
+        index = decode_data(_Indexed, raw)
         names = self._names
         tenant = names.setdefault(index.tenant_id, index.tenant_id)
         status = names.setdefault(index.status, index.status)
