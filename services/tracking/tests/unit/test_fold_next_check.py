@@ -70,3 +70,20 @@ def test_in_transit_is_due_when_silence_would_make_it_stuck() -> None:
     )
     assert state is not None
     assert next_check(state, POLICY) == at(30) + POLICY.stuck_after
+
+
+def test_a_recorded_finding_is_not_due_again() -> None:
+    """Silence found at one moment and a promise missed at a later one: once each is in
+    the history, `next_check` names the other, then nothing."""
+    state = fold_all(
+        [inp(requested(promised_by=at(2_000))), inp(allocated()), inp(observed("in_transit", 30))]
+    )
+    assert state is not None
+    stuck_at = at(30) + POLICY.stuck_after
+    assert next_check(state, POLICY) == stuck_at
+    for item in detect(state, stuck_at, POLICY):
+        state, _ = fold(state, item)
+    assert next_check(state, POLICY) == at(2_000) + timedelta(microseconds=1)
+    for item in detect(state, at(2_001), POLICY):
+        state, _ = fold(state, item)
+    assert next_check(state, POLICY) is None

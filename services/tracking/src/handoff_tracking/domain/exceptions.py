@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from handoff_events.contracts import TERMINAL_STATUSES, ShipmentState
+from handoff_events.contracts import TERMINAL_STATUSES, HistoryEntry, ShipmentState
 
 from handoff_tracking.domain.fold import (
     CARRIER_STATUSES,
+    DETECTED_TYPE,
     DetectedException,
     FoldInput,
     detected_entry_id,
@@ -34,34 +35,45 @@ class ExceptionPolicy:
 def next_check(state: ShipmentState, policy: ExceptionPolicy) -> datetime | None:
     """The earliest moment `detect` could find something for this state (None: never,
     until another event changes it). The engine's due index hands the state to the
-    timer only then, instead of the timer visiting every shipment on every tick."""
+    timer only then, instead of the timer visiting every shipment on every tick.
+
+    It runs for every state a batch changes (the due time is written with the state),
+    so it reads the history once, and derives a finding's id (a SHA-256) only when
+    the history holds findings at all: an id that is not there cannot match."""
     if state.status in TERMINAL_STATUSES:
         return None
-    known = {h.event_id for h in state.history}
+    found: set[str] = set()
+    last: HistoryEntry | None = None
+    for entry in state.history:
+        if entry.type == DETECTED_TYPE:
+            found.add(entry.event_id)
+        if entry.carrier_event_id is not None and (
+            last is None or (entry.occurred_at, entry.event_id) > (last.occurred_at, last.event_id)
+        ):
+            last = entry
     moments: list[datetime] = []
-    if state.status in CARRIER_STATUSES:
-        scans = [h for h in state.history if h.carrier_event_id is not None]
-        if scans:
-            last = max(scans, key=lambda h: (h.occurred_at, h.event_id))
-            stuck = DetectedException(
-                shipment_id=state.shipment_id,
-                kind="stuck",
-                anchor=last.event_id,
-                detected_at=last.occurred_at,
-            )
-            if detected_entry_id(stuck) not in known:
-                moments.append(last.occurred_at + policy.stuck_after)
-    if state.promised_by is not None:
-        late = DetectedException(
-            shipment_id=state.shipment_id,
-            kind="late",
-            anchor="promise",
-            detected_at=state.promised_by,
-        )
-        if detected_entry_id(late) not in known:
-            # `detect` wants now > promised_by: the first moment strictly after it.
-            moments.append(state.promised_by + _JUST_AFTER)
+    if (
+        last is not None
+        and state.status in CARRIER_STATUSES
+        and not _recorded(found, state, "stuck", last.event_id, last.occurred_at)
+    ):
+        moments.append(last.occurred_at + policy.stuck_after)
+    if state.promised_by is not None and not _recorded(
+        found, state, "late", "promise", state.promised_by
+    ):
+        # `detect` wants now > promised_by: the first moment strictly after it.
+        moments.append(state.promised_by + _JUST_AFTER)
     return min(moments, default=None)
+
+
+def _recorded(found: set[str], state: ShipmentState, kind: str, anchor: str, at: datetime) -> bool:
+    """Whether the finding (kind, anchor) is among the history's `found` ids."""
+    if not found:
+        return False
+    finding = DetectedException(
+        shipment_id=state.shipment_id, kind=kind, anchor=anchor, detected_at=at
+    )
+    return detected_entry_id(finding) in found
 
 
 def detect(state: ShipmentState, now: datetime, policy: ExceptionPolicy) -> list[FoldInput]:
