@@ -229,17 +229,37 @@ def hop_rows(times: dict[str, dict[str, float]], sent: dict[str, float]) -> list
 IDLE_S = {"quick": 5.0, "full": 10.0}
 
 
+@dataclass
+class CpuWindow:
+    """Cores the services (and tender sim) and the broker keep busy from `open` on."""
+
+    workers: list[Worker]
+    broker_pid: int | None
+    began: float
+    services_cpu: float
+    broker_cpu: float
+
+    @classmethod
+    def open(cls, bench: Bench, workers: list[Worker]) -> CpuWindow:
+        pid = bench.broker.pid()
+        return cls(workers, pid, time.monotonic(), sum(w.cpu_seconds() for w in workers),
+                   process_cpu_seconds(pid))  # fmt: skip
+
+    def cores(self) -> tuple[float, float, float]:
+        """(wall seconds, services' cores, broker's cores) so far."""
+        wall = time.monotonic() - self.began
+        services = (sum(w.cpu_seconds() for w in self.workers) - self.services_cpu) / wall
+        return wall, services, (process_cpu_seconds(self.broker_pid) - self.broker_cpu) / wall
+
+
 async def idle_cores(bench: Bench, workers: list[Worker]) -> Row:
     """Cores the ready services and the broker keep busy with no orders at all: what an
     idle deployment costs (each stage's consumer long-polls, fetch_max_wait_ms)."""
-    pid, idle_s = bench.broker.pid(), IDLE_S.get(bench.mode, 10.0)
-    before = {w.name: w.cpu_seconds() for w in workers}
-    broker_before, began = process_cpu_seconds(pid), time.monotonic()
+    idle_s = IDLE_S.get(bench.mode, 10.0)
+    window = CpuWindow.open(bench, workers)
     say(f"pipeline: idle for {idle_s:.0f} s")
     await asyncio.sleep(idle_s)
-    wall = time.monotonic() - began
-    services = sum(w.cpu_seconds() - before[w.name] for w in workers) / wall
-    broker = (process_cpu_seconds(pid) - broker_before) / wall
+    wall, services, broker = window.cores()
     return Row("order pipeline", "idle: cores busy with no orders", services + broker, "cores",
                note=f"services and tender sim {services:.2f}, broker {broker:.2f}, over "
                     f"{wall:.0f} s, ready and waiting (the bench's own probe not counted)")  # fmt: skip
@@ -250,11 +270,7 @@ class Phase:
     """The cores and the stages' transactions of one phase (the 200/s one): what the
     latency above is made of."""
 
-    bench: Bench
-    workers: list[Worker]
-    began: float
-    cpu: dict[str, float]
-    broker_cpu: float
+    cpu: CpuWindow
     stages: dict[str, stage_metrics.StageTotals] | None
 
     @classmethod
@@ -265,19 +281,16 @@ class Phase:
             )
         except httpx.HTTPError:
             stages = None  # the rows say n/a; the latency is still measured
-        return cls(bench, workers, time.monotonic(), {w.name: w.cpu_seconds() for w in workers},
-                   process_cpu_seconds(bench.broker.pid()), stages)  # fmt: skip
+        return cls(CpuWindow.open(bench, workers), stages)
 
     async def end(self) -> list[Row]:
-        wall = time.monotonic() - self.began
+        wall, services, broker = self.cpu.cores()
         try:
             if self.stages is None:
                 raise httpx.HTTPError("the services' /metrics did not answer at the start")
             stages = await stage_metrics.scrape(SERVICES)
         except httpx.HTTPError as exc:
             return [Row.na("order pipeline", "stage commits", "ms", repr(exc)[:150])]
-        services = sum(w.cpu_seconds() - self.cpu[w.name] for w in self.workers) / wall
-        broker = (process_cpu_seconds(self.bench.broker.pid()) - self.broker_cpu) / wall
         phase = f"@ {FIXED_RATE}/s"
         return [
             Row("order pipeline", f"cores busy {phase}", services + broker, "cores",

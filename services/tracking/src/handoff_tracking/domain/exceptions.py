@@ -42,15 +42,7 @@ def next_check(state: ShipmentState, policy: ExceptionPolicy) -> datetime | None
     the history holds findings at all: an id that is not there cannot match."""
     if state.status in TERMINAL_STATUSES:
         return None
-    found: set[str] = set()
-    last: HistoryEntry | None = None
-    for entry in state.history:
-        if entry.type == DETECTED_TYPE:
-            found.add(entry.event_id)
-        if entry.carrier_event_id is not None and (
-            last is None or (entry.occurred_at, entry.event_id) > (last.occurred_at, last.event_id)
-        ):
-            last = entry
+    found, last = _read_history(state)
     moments: list[datetime] = []
     if (
         last is not None
@@ -64,6 +56,22 @@ def next_check(state: ShipmentState, policy: ExceptionPolicy) -> datetime | None
         # `detect` wants now > promised_by: the first moment strictly after it.
         moments.append(state.promised_by + _JUST_AFTER)
     return min(moments, default=None)
+
+
+def _read_history(state: ShipmentState) -> tuple[set[str], HistoryEntry | None]:
+    """In one pass: the ids of the findings already recorded, and the last carrier scan
+    (by time, then id). Only findings carry DETECTED_TYPE, so a finding's id is either
+    among these or nowhere in the history."""
+    found: set[str] = set()
+    last: HistoryEntry | None = None
+    for entry in state.history:
+        if entry.type == DETECTED_TYPE:
+            found.add(entry.event_id)
+        if entry.carrier_event_id is not None and (
+            last is None or (entry.occurred_at, entry.event_id) > (last.occurred_at, last.event_id)
+        ):
+            last = entry
+    return found, last
 
 
 def _recorded(found: set[str], state: ShipmentState, kind: str, anchor: str, at: datetime) -> bool:
@@ -80,24 +88,24 @@ def detect(state: ShipmentState, now: datetime, policy: ExceptionPolicy) -> list
     """Exceptions that `now` reveals and the history does not yet record."""
     if state.status in TERMINAL_STATUSES:
         return []
-    known = {h.event_id for h in state.history}
+    known, last = _read_history(state)
     found: list[DetectedException] = []
-    if state.status in CARRIER_STATUSES:
-        scans = [h for h in state.history if h.carrier_event_id is not None]
-        if scans:
-            last = max(scans, key=lambda h: (h.occurred_at, h.event_id))
-            if now - last.occurred_at >= policy.stuck_after:
-                hours = int(policy.stuck_after.total_seconds() // 3600)
-                since = last.occurred_at.isoformat()
-                found.append(
-                    DetectedException(
-                        shipment_id=state.shipment_id,
-                        kind="stuck",
-                        anchor=last.event_id,
-                        detected_at=now,
-                        detail=f"no carrier scan for {hours} h since {since}",
-                    )
-                )
+    if (
+        last is not None
+        and state.status in CARRIER_STATUSES
+        and now - last.occurred_at >= policy.stuck_after
+    ):
+        hours = int(policy.stuck_after.total_seconds() // 3600)
+        since = last.occurred_at.isoformat()
+        found.append(
+            DetectedException(
+                shipment_id=state.shipment_id,
+                kind="stuck",
+                anchor=last.event_id,
+                detected_at=now,
+                detail=f"no carrier scan for {hours} h since {since}",
+            )
+        )
     if state.promised_by is not None and now > state.promised_by:
         found.append(
             DetectedException(
