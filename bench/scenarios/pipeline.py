@@ -285,9 +285,10 @@ class Phase:
 
     async def end(self) -> list[Row]:
         wall, services, broker = self.cpu.cores()
+        if self.stages is None:
+            return [Row.na("order pipeline", "stage commits", "ms",
+                           "the services' /metrics did not answer at the start")]  # fmt: skip
         try:
-            if self.stages is None:
-                raise httpx.HTTPError("the services' /metrics did not answer at the start")
             stages = await stage_metrics.scrape(SERVICES)
         except httpx.HTTPError as exc:
             return [Row.na("order pipeline", "stage commits", "ms", repr(exc)[:150])]
