@@ -53,7 +53,10 @@ QUIX_VERSION = "3.28.1"
 BENCH_PORT = 31092
 """Below Linux's ephemeral range (32768+), like every port the harness binds, so an
 outgoing connection can never be holding it."""
-PARTITIONS = 12
+PARTITIONS = int(os.environ.get("HANDOFF_BENCH_PARTITIONS", "12"))
+"""Partitions of every catalogue topic a scenario provisions (and `HANDOFF_PARTITIONS` of
+the services it starts): 12, the catalogue's default, unless `HANDOFF_BENCH_PARTITIONS`
+says otherwise (to see what a smaller layout costs; the results record the number)."""
 Record = tuple[int, bytes, bytes, list[tuple[str, bytes]]]
 """(partition, key, value, headers) of one pre-encoded input record."""
 
@@ -153,6 +156,7 @@ def machine_facts(kafka_version: str) -> dict[str, Any]:
         "msgspec": _version("msgspec"),
         "kafka": kafka_version,
         "quixstreams": QUIX_VERSION,
+        "partitions": PARTITIONS,
     }
 
 
@@ -283,7 +287,7 @@ async def wait_committed(
 
 def partition_of(key: bytes, partitions: int) -> int:
     """The Java client's (and aiokafka's) default partitioner: murmur2 of the key."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 # ---------------------------------------------------------------------------- workload

@@ -105,7 +105,8 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
         "",
         f"{facts['cores']} cores ({facts['cpu_model']}), {facts['memory_mb']:,} MB RAM, "
         f"Python {facts['python']}, aiokafka {facts['aiokafka']}, Kafka {facts['kafka']}, "
-        f"Quix Streams {facts['quixstreams']}.",
+        f"Quix Streams {facts['quixstreams']}; "
+        f"{facts.get('partitions', 12)} partitions per topic.",
         f"Load average at start {meta['load_start']}, at end {meta['load_end']}; "
         f"took {meta['seconds']:.0f} s.",
         "",
