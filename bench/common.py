@@ -477,7 +477,12 @@ async def paced(
 
 class LatencyProbe:
     """A read_committed consumer that turns output records into latency samples:
-    wall clock at arrival minus the record's `ce_time` (see the module docstring)."""
+    wall clock at arrival minus the record's `ce_time` (see the module docstring).
+
+    Only outputs of events sent since `collect()` count: a processor that commits on an
+    interval (the Quix Streams peer: every 5 s) still makes the previous phase's last
+    outputs visible after the next phase began, stamped with their own, older send times;
+    those are counted in `stale` and left out of the samples."""
 
     def __init__(self, bootstrap: str, topic: str, ce_type: bytes | None = None):
         self.topic = topic
@@ -487,7 +492,10 @@ class LatencyProbe:
         """Per sample: produced -> output record created (the processor's send: fetch,
         queueing, handling); the rest of the sample is committed and read back."""
         self.collecting = False
+        self.since = 0.0
+        """Wall clock when collecting began: outputs stamped earlier are `stale`."""
         self.seen = 0
+        self.stale = 0
         self._consumer = AIOKafkaConsumer(
             topic,
             bootstrap_servers=bootstrap,
@@ -507,6 +515,11 @@ class LatencyProbe:
             await self._consumer.position(tp)
         self._task = asyncio.create_task(self._run())
 
+    def collect(self) -> None:
+        """Count from now on: outputs of events sent from this moment."""
+        self.since = time.time()
+        self.collecting = True
+
     async def _run(self) -> None:
         while True:
             batch = await self._consumer.getmany(timeout_ms=100, max_records=5000)
@@ -523,6 +536,9 @@ class LatencyProbe:
                     if stamp is None:
                         continue
                     at = datetime.fromisoformat(stamp.decode()).timestamp()
+                    if at < self.since:
+                        self.stale += 1
+                        continue
                     self.samples.append((now - at) * 1000.0)
                     self.handled.append(record.timestamp - at * 1000.0)  # CreateTime, ms
 
@@ -547,7 +563,7 @@ async def measure_latency(
     """Offer `records` at `rate`/s for `seconds` and report p50/p99 of produce -> committed output."""
     probe = LatencyProbe(bootstrap, output_topic, ce_type)
     await probe.start()
-    probe.collecting = True
+    probe.collect()
     try:
         sent, achieved = await paced(bootstrap, input_topic, records, rate, seconds)
         await asyncio.sleep(drain_s)
@@ -564,6 +580,7 @@ async def measure_latency(
         "achieved_rate": round(achieved, 1),
         "sent": sent,
         "samples": len(samples),
+        "stale": probe.stale,
         "p50_ms": percentile(samples, 50),
         "p99_ms": percentile(samples, 99),
         "max_ms": max(samples) if samples else None,

@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 TARGET_EVENTS = 20_000
 TARGET_P99_MS = 50.0
 FIXED_RATE = 2_000
+DRAIN_S = 6.0
+"""How long a latency phase keeps reading after its last send (the peer commits every 5 s)."""
 WARMUP_SHIPMENTS = 100
 
 
@@ -229,16 +231,19 @@ async def measure(
             f"latency at {FIXED_RATE}/s")  # fmt: skip
         seconds = bench.sizes.fixed_load_s
         fixed = observations(int(FIXED_RATE * seconds / 8) + 1, 8, run="f")
+        # Drains of 6 s: the peer commits every 5 s, and outputs committed after the drain
+        # would be missing from this phase (and left out of the next as stale).
         result["fixed"] = await measure_latency(
-            bench.bootstrap, topic, prefix + output_topic, fixed, FIXED_RATE, seconds, STATE_TYPE
-        )
+            bench.bootstrap, topic, prefix + output_topic, fixed, FIXED_RATE, seconds, STATE_TYPE,
+            drain_s=DRAIN_S,
+        )  # fmt: skip
         rate = max(FIXED_RATE, result["throughput"]["events_per_s"])
         seconds = bench.sizes.max_load_s
         say(f"{scenario}: latency at the measured maximum, {rate:,.0f}/s")
         flat_out = observations(int(rate * seconds / 8) + 1, 8, run="m")
         result["max"] = await measure_latency(
             bench.bootstrap, topic, prefix + output_topic, flat_out, rate, seconds, STATE_TYPE,
-            drain_s=5.0,
+            drain_s=DRAIN_S,
         )  # fmt: skip
         if bench.profile:
             say(f"{scenario}: profiling with py-spy")
@@ -254,6 +259,15 @@ def _ms(result: dict[str, Any], key: str) -> str:
     return "n/a" if value is None else f"{value:,.0f} ms"
 
 
+def _stale(result: dict[str, Any]) -> str:
+    stale = result.get("stale") or 0
+    return (
+        f"; {stale:,} outputs of the previous phase's events, committed late, not counted"
+        if stale
+        else ""
+    )
+
+
 def rows_for(scenario: str, result: dict[str, Any], ceiling: float | None) -> list[Row]:
     tp = result["throughput"]
     eps = tp["events_per_s"]
@@ -265,12 +279,14 @@ def rows_for(scenario: str, result: dict[str, Any], ceiling: float | None) -> li
             f"{tp['events']:,} events in {tp['seconds']} s; {tp['cpu_cores']} cores busy; "
             f"{tp['events_per_cpu_s'] or 0:,} events per CPU-second"),
         Row(scenario, f"latency p50 @ {FIXED_RATE:,}/s offered", fixed["p50_ms"], "ms",
-            note=f"achieved {fixed['achieved_rate']:,.0f}/s, {fixed['samples']:,} samples"),
+            note=f"achieved {fixed['achieved_rate']:,.0f}/s, {fixed['samples']:,} samples"
+            + _stale(fixed)),
         Row(scenario, f"latency p99 @ {FIXED_RATE:,}/s offered", fixed["p99_ms"], "ms",
             f"≤ {TARGET_P99_MS:.0f}" if scenario == "tracking fold" else None,
             at_most(fixed["p99_ms"], TARGET_P99_MS) if scenario == "tracking fold" else None),
         Row(scenario, "latency p50 @ max offered", flat["p50_ms"], "ms",
-            note=f"offered {flat['offered_rate']:,.0f}/s, achieved {flat['achieved_rate']:,.0f}/s"),
+            note=f"offered {flat['offered_rate']:,.0f}/s, achieved {flat['achieved_rate']:,.0f}/s"
+            + _stale(flat)),
         Row(scenario, "latency p99 @ max offered", flat["p99_ms"], "ms"),
     ]  # fmt: skip
     if scenario == "tracking fold":
