@@ -491,9 +491,9 @@ class LatencyProbe:
         self.handled: list[float] = []
         """Per sample: produced -> output record created (the processor's send: fetch,
         queueing, handling); the rest of the sample is committed and read back."""
-        self.collecting = False
-        self.since = 0.0
-        """Wall clock when collecting began: outputs stamped earlier are `stale`."""
+        self.since: float | None = None
+        """Wall clock when collecting began (None: not yet); outputs stamped earlier are
+        `stale`."""
         self.seen = 0
         self.stale = 0
         self._consumer = AIOKafkaConsumer(
@@ -518,7 +518,6 @@ class LatencyProbe:
     def collect(self) -> None:
         """Count from now on: outputs of events sent from this moment."""
         self.since = time.time()
-        self.collecting = True
 
     async def _run(self) -> None:
         while True:
@@ -527,7 +526,7 @@ class LatencyProbe:
             for records in batch.values():
                 for record in records:
                     self.seen += 1
-                    if not self.collecting:
+                    if self.since is None:
                         continue
                     headers = dict(record.headers or ())
                     if self.ce_type is not None and headers.get("ce_type") != self.ce_type:

@@ -53,7 +53,9 @@ TARGET_EVENTS = 20_000
 TARGET_P99_MS = 50.0
 FIXED_RATE = 2_000
 DRAIN_S = 6.0
-"""How long a latency phase keeps reading after its last send (the peer commits every 5 s)."""
+"""How long a latency phase keeps reading after its last send: the peer commits every 5 s,
+and an output committed after the drain would be missing from its phase (and left out of
+the next as stale)."""
 WARMUP_SHIPMENTS = 100
 
 
@@ -231,8 +233,6 @@ async def measure(
             f"latency at {FIXED_RATE}/s")  # fmt: skip
         seconds = bench.sizes.fixed_load_s
         fixed = observations(int(FIXED_RATE * seconds / 8) + 1, 8, run="f")
-        # Drains of 6 s: the peer commits every 5 s, and outputs committed after the drain
-        # would be missing from this phase (and left out of the next as stale).
         result["fixed"] = await measure_latency(
             bench.bootstrap, topic, prefix + output_topic, fixed, FIXED_RATE, seconds, STATE_TYPE,
             drain_s=DRAIN_S,
