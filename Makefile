@@ -18,7 +18,7 @@ unexport PYTHONDONTWRITEBYTECODE
 PYTEST_ARGS ?=
 
 .PHONY: help setup test-tools browser-tools docs-tools venv kafka-jars node-tools kafka-up kafka-down kafka-status cluster-up cluster-down \
-        test test-unit lint fmt asyncapi provision up down bench bench-quick bench-venv bench-tools chaos chaos-short clean
+        test test-later test-unit lint fmt asyncapi provision up down bench bench-quick bench-venv bench-tools chaos chaos-short clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -85,6 +85,12 @@ cluster-down: ## stop the 3-broker cluster
 
 test: test-tools ## the whole suite against a real broker (starts one if needed), short chaos set included
 	@$(PY) -m pytest $(PYTEST_ARGS)
+
+DAYS ?= 45
+test-later: test-tools ## the whole suite with every Python clock DAYS ahead (default 45): finds tests that only pass until a date
+	@$(PY) tests/support/clock_shift/handoff_clock_shift.py install
+	@echo "==> every Python clock of this run is $(DAYS) days ahead (brokers and kcat keep real time)"
+	@HANDOFF_TEST_DAYS_LATER=$(DAYS) $(PY) -m pytest $(PYTEST_ARGS)
 
 chaos-short: test-tools ## only the short chaos set (one named test per fault) on the 3-broker cluster
 	@$(PY) -m pytest -m chaos tests/chaos $(PYTEST_ARGS)

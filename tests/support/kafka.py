@@ -202,6 +202,7 @@ def kafka_bootstrap() -> Iterator[str]:
     backend = os.environ.get("HANDOFF_KAFKA_BACKEND", "auto")
     if backend == "docker" or (backend == "auto" and _docker_kafka_available()):
         with _container_broker() as bootstrap:
+            asyncio.run(_accept_clients_days_ahead(bootstrap))
             yield bootstrap
         return
     lease = _SingleNodeLease()
@@ -212,6 +213,7 @@ def kafka_bootstrap() -> Iterator[str]:
         pytest.fail(f"could not start the local Kafka broker: {exc}", pytrace=False)
     try:
         asyncio.run(_warm_up(bootstrap))
+        asyncio.run(_accept_clients_days_ahead(bootstrap))
         yield bootstrap
     finally:
         lease.release()
@@ -239,6 +241,35 @@ async def _warm_up(bootstrap: str, within: float = 60.0) -> None:
                     if loop.time() > deadline:
                         raise
                     await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
+
+
+async def _accept_clients_days_ahead(bootstrap: str) -> None:
+    """Under `make test-later` every Python clock runs days ahead of the brokers' (see
+    tests/support/clock_shift), and Kafka refuses records stamped more than an hour in its
+    future (`log.message.timestamp.after.max.ms`). Raise that bound on every broker, as a
+    dynamic per-broker config: it is kept in the metadata log, so a broker a chaos test
+    restarts keeps it. An ordinary run changes nothing."""
+    days = float(os.environ.get("HANDOFF_TEST_DAYS_LATER", "") or 0)
+    if days <= 0:
+        return
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    bound = str(int((days + 1) * 86_400_000))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        brokers = (await admin.describe_cluster())["brokers"]
+        setting = {"log.message.timestamp.after.max.ms": bound}
+        resources = [
+            ConfigResource(ConfigResourceType.BROKER, str(b["node_id"]), setting) for b in brokers
+        ]
+        for response in await admin.alter_configs(resources):
+            for code, message, *_ in response.resources:
+                if code != 0:
+                    raise RuntimeError(f"raising the future-timestamp bound failed: {message}")
     finally:
         await admin.close()
 
@@ -286,6 +317,7 @@ def kafka_cluster() -> Iterator[str]:
             bootstrap, launched = kafkactl.ensure_cluster(wait=START_WAIT_S)
         except kafkactl.KafkaCtlError as exc:
             pytest.fail(f"could not start the local Kafka cluster: {exc}", pytrace=False)
+        asyncio.run(_accept_clients_days_ahead(str(bootstrap)))
         try:
             yield str(bootstrap)
         finally:

@@ -9,6 +9,7 @@ empty state directory, so it must restore from the changelog) continues.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,14 @@ async def prefix(kafka_bootstrap: str, unique_name: str) -> str:
     return prefix
 
 
+def _now() -> datetime:
+    """The fold's clock: half a day into the factories' timeline, after every scan here and
+    before the promise (36 h) or a stuck parcel (48 h). With the wall clock the exception
+    detector would flag these fixed-date shipments as late or stuck once the real date
+    passes them, and every version count below would be off by the exceptions."""
+    return at(12 * 60)
+
+
 def _settings(kafka_bootstrap: str, prefix: str, state_dir: Path) -> TrackingSettings:
     return TrackingSettings(
         topic_prefix=prefix,
@@ -118,7 +127,7 @@ async def test_lifecycle_folds_into_state_updates_kpis_and_survives_a_restart(
         for topic, records in _lifecycle(shipment, tenant).items():
             await produce_raw(kafka_bootstrap, names(topic), records)
 
-    fold = StreamEngine(build_fold(ExceptionPolicy(), check_every_s=3600), settings)
+    fold = StreamEngine(build_fold(ExceptionPolicy(), check_every_s=3600), settings, clock=_now)
     kpi = StreamEngine(build_kpis(refresh_every_s=0.5), settings)
     await fold.start()
     await kpi.start()
@@ -206,6 +215,7 @@ async def test_lifecycle_folds_into_state_updates_kpis_and_survives_a_restart(
     again = StreamEngine(
         build_fold(ExceptionPolicy(), check_every_s=3600),
         _settings(kafka_bootstrap, prefix, tmp_path / "second"),
+        clock=_now,
     )
     await again.start()
     try:
@@ -312,10 +322,14 @@ async def test_a_second_instance_takes_over_partitions_without_losing_or_repeati
         for n, status in enumerate(statuses)
     ]
     first = StreamEngine(
-        build_fold(ExceptionPolicy(), 3600), _settings(kafka_bootstrap, prefix, tmp_path / "one")
+        build_fold(ExceptionPolicy(), 3600),
+        _settings(kafka_bootstrap, prefix, tmp_path / "one"),
+        clock=_now,
     )
     second = StreamEngine(
-        build_fold(ExceptionPolicy(), 3600), _settings(kafka_bootstrap, prefix, tmp_path / "two")
+        build_fold(ExceptionPolicy(), 3600),
+        _settings(kafka_bootstrap, prefix, tmp_path / "two"),
+        clock=_now,
     )
     await first.start()
     try:
