@@ -46,6 +46,7 @@ async def produce_event(stack: Stack, topic: str, key: str, ce_type: str, event_
     await produce_raw(stack.bootstrap, stack.prefix + topic, [(key, value, headers)])
 
 
+@pytest.mark.real_clock  # the snippet signs with `date +%s`
 async def test_signed_webhook_and_topic_scans_move_the_shipment(
     stack: Stack, run_snippet: Run
 ) -> None:

@@ -97,6 +97,24 @@ def pytest_configure(config: pytest.Config) -> None:
     # happy when the plugin is used from a checkout without that config.
     config.addinivalue_line("markers", "kafka: needs a real Kafka broker")
     config.addinivalue_line("markers", "cluster: needs the 3-broker Kafka cluster")
+    config.addinivalue_line(
+        "markers", "real_clock: compares a shell's clock with Handoff's (not under test-later)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `make test-later` only Python's clocks run ahead: a test whose other side is a
+    shell's `date` (the guides' signing snippets) would see a stale timestamp that no user
+    ever sends. Both sides use "now" there, so no fixture date can expire in them."""
+    days = os.environ.get("HANDOFF_TEST_DAYS_LATER", "")
+    if not days:
+        return
+    skip = pytest.mark.skip(
+        reason=f"real_clock: Python clocks are {days} days ahead, the shell's not"
+    )
+    for item in items:
+        if item.get_closest_marker("real_clock"):
+            item.add_marker(skip)
 
 
 # --------------------------------------------------------------------------- single node

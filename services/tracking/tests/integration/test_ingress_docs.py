@@ -12,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 import uvicorn
 from handoff_events.envelope import Envelope
 from handoff_events.runtime.http import Problem, problem_handler
@@ -50,6 +51,7 @@ class FakePublisher:
         self.published.extend(items)
 
 
+@pytest.mark.real_clock  # the snippet signs with `date +%s`
 async def test_the_documented_snippet_signs_and_posts(tmp_path: Path) -> None:
     publisher = FakePublisher()
     webhook = CarrierWebhook(
