@@ -65,6 +65,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.clock_shift.handoff_clock_shift import days_later
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KAFKACTL_PATH = REPO_ROOT / "deploy" / "kafka" / "kafkactl.py"
 START_WAIT_S = float(os.environ.get("HANDOFF_KAFKA_START_WAIT", "120"))
@@ -106,8 +108,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Under `make test-later` only Python's clocks run ahead: a test whose other side is a
     shell's `date` (the guides' signing snippets) would see a stale timestamp that no user
     ever sends. Both sides use "now" there, so no fixture date can expire in them."""
-    days = os.environ.get("HANDOFF_TEST_DAYS_LATER", "")
-    if not days:
+    days = days_later()
+    if days is None:
         return
     skip = pytest.mark.skip(
         reason=f"real_clock: Python clocks are {days} days ahead, the shell's not"
@@ -269,8 +271,8 @@ async def _accept_clients_days_ahead(bootstrap: str) -> None:
     future (`log.message.timestamp.after.max.ms`). Raise that bound on every broker, as a
     dynamic per-broker config: it is kept in the metadata log, so a broker a chaos test
     restarts keeps it. An ordinary run changes nothing."""
-    days = float(os.environ.get("HANDOFF_TEST_DAYS_LATER", "") or 0)
-    if days <= 0:
+    days = days_later()
+    if days is None or days <= 0:
         return
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
