@@ -238,12 +238,23 @@ class CpuWindow:
     began: float
     services_cpu: float
     broker_cpu: float
+    each_cpu: dict[str, float]
 
     @classmethod
     def open(cls, bench: Bench, workers: list[Worker]) -> CpuWindow:
         pid = bench.broker.pid()
-        return cls(workers, pid, time.monotonic(), sum(w.cpu_seconds() for w in workers),
-                   process_cpu_seconds(pid))  # fmt: skip
+        each = {w.name: w.cpu_seconds() for w in workers}
+        return cls(workers, pid, time.monotonic(), sum(each.values()), process_cpu_seconds(pid),
+                   each)  # fmt: skip
+
+    def each(self) -> str:
+        """Each service's cores so far, busiest first ("tracking 0.31, ...")."""
+        wall = time.monotonic() - self.began
+        cores = {w.name: (w.cpu_seconds() - self.each_cpu.get(w.name, 0.0)) / wall
+                 for w in self.workers}  # fmt: skip
+        return ", ".join(
+            f"{name} {c:.2f}" for name, c in sorted(cores.items(), key=lambda x: -x[1])
+        )
 
     def cores(self) -> tuple[float, float, float]:
         """(wall seconds, services' cores, broker's cores) so far."""
@@ -295,9 +306,9 @@ class Phase:
         phase = f"@ {FIXED_RATE}/s"
         return [
             Row("order pipeline", f"cores busy {phase}", services + broker, "cores",
-                note=f"services and tender sim {services:.2f}, broker {broker:.2f}, over the "
-                     f"{wall:.0f} s of the phase and its drain (the bench's load and probe not "
-                     f"counted)"),
+                note=f"services and tender sim {services:.2f} ({self.cpu.each()}), broker "
+                     f"{broker:.2f}, over the {wall:.0f} s of the phase and its drain (the "
+                     f"bench's load and probe not counted)"),
             *stage_metrics.rows("order pipeline", phase, self.stages, stages, wall),
         ]  # fmt: skip
 

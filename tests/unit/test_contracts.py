@@ -4,7 +4,7 @@ and every decoding error names the field and the value."""
 from __future__ import annotations
 
 import gc
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
 import pytest
@@ -16,8 +16,10 @@ from handoff_events.envelope import (
     encode,
     encode_structured,
     new_envelope,
+    rfc3339,
 )
 from handoff_events.examples import EXAMPLES
+from handoff_events.ids import iso_text
 from handoff_events.topics import BY_NAME, CATALOGUE
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -257,6 +259,41 @@ def test_payload_decoder_never_crashes_on_arbitrary_json(doc: object) -> None:
     except DecodeError as err:
         assert err.reason in {"schema_violation", "invalid_json"}
         assert err.field is not None and err.field.startswith("$")
+
+
+_OFFSETS = st.one_of(
+    st.just(UTC),
+    st.builds(lambda m: timezone(timedelta(minutes=m)), st.integers(-23 * 60, 23 * 60)),
+    st.timezones(),
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.datetimes(timezones=_OFFSETS))
+def test_time_texts_are_isoformat_whatever_the_path(moment: datetime) -> None:
+    """`rfc3339` and `iso_text` take msgspec's encoder for UTC times (the fast path) and
+    `isoformat` for the rest; ids hash `iso_text`, so the two paths must give one text."""
+    assert iso_text(moment) == moment.isoformat()
+    assert rfc3339(moment) == moment.isoformat().replace("+00:00", "Z")
+    _, headers = encode(
+        new_envelope(
+            EXAMPLES[OrderPlaced.ce_type], source="t", tenant_id="acme", id="e", time=moment
+        )
+    )
+    assert dict(headers)["ce_time"] == rfc3339(moment).encode()
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_utc_times_take_the_fast_path_to_the_same_text(moment: datetime) -> None:
+    assert moment.tzinfo is UTC
+    assert iso_text(moment) == moment.isoformat()
+    assert rfc3339(moment) == moment.isoformat().replace("+00:00", "Z")
+
+
+def test_naive_times_are_refused() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        rfc3339(datetime(2026, 11, 22, 12, 0))
 
 
 def test_catalogue_is_consistent() -> None:

@@ -8,6 +8,9 @@ consumers can drop it as a duplicate.
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
+
+import msgspec
 
 _SEP = "\x1f"  # unit separator: cannot occur in ids, so ("a|b","c") != ("a","b|c")
 
@@ -15,6 +18,18 @@ _SEP = "\x1f"  # unit separator: cannot occur in ids, so ("a|b","c") != ("a","b|
 def digest(*parts: object, length: int = 20) -> str:
     """A short, URL-safe, lower-case digest of the parts (hex of SHA-256; 20 chars = 80 bits)."""
     return hashlib.sha256(_SEP.join(map(str, parts)).encode()).hexdigest()[:length]
+
+
+_JSON = msgspec.json.Encoder()
+
+
+def iso_text(moment: datetime) -> str:
+    """Exactly `moment.isoformat()` (ids hash that text), without its cost for UTC: msgspec
+    writes the same text with `Z` for `+00:00` in a quarter of the time (180 vs 710 ns)
+    (`tests/unit/test_contracts.py` checks the two agree over arbitrary times)."""
+    if moment.tzinfo is UTC:
+        return _JSON.encode(moment)[1:-2].decode() + "+00:00"
+    return moment.isoformat()
 
 
 def shipment_id(tenant_id: str, order_id: str, origin_location_id: str) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from handoff_events.contracts import ShipmentState
 from handoff_events.envelope import DecodeError, decode, encode, new_envelope
-from handoff_events.ids import event_id
+from handoff_events.ids import event_id, iso_text
 
 SOURCE = "handoff/tracking"
 _ACCEPT = frozenset({ShipmentState.ce_type})
@@ -21,7 +21,7 @@ _ACCEPT = frozenset({ShipmentState.ce_type})
 
 def state_event_id(state: ShipmentState) -> str:
     return event_id(
-        ShipmentState.ce_type, state.shipment_id, state.version, state.updated_at.isoformat()
+        ShipmentState.ce_type, state.shipment_id, state.version, iso_text(state.updated_at)
     )
 
 
