@@ -236,16 +236,15 @@ class CpuWindow:
     workers: list[Worker]
     broker_pid: int | None
     began: float
-    services_cpu: float
     broker_cpu: float
     each_cpu: dict[str, float]
+    """Each worker's CPU seconds at `open`."""
 
     @classmethod
     def open(cls, bench: Bench, workers: list[Worker]) -> CpuWindow:
         pid = bench.broker.pid()
         each = {w.name: w.cpu_seconds() for w in workers}
-        return cls(workers, pid, time.monotonic(), sum(each.values()), process_cpu_seconds(pid),
-                   each)  # fmt: skip
+        return cls(workers, pid, time.monotonic(), process_cpu_seconds(pid), each)
 
     def each(self) -> str:
         """Each service's cores so far, busiest first ("tracking 0.31, ...")."""
@@ -259,7 +258,7 @@ class CpuWindow:
     def cores(self) -> tuple[float, float, float]:
         """(wall seconds, services' cores, broker's cores) so far."""
         wall = time.monotonic() - self.began
-        services = (sum(w.cpu_seconds() for w in self.workers) - self.services_cpu) / wall
+        services = (sum(w.cpu_seconds() for w in self.workers) - sum(self.each_cpu.values())) / wall
         return wall, services, (process_cpu_seconds(self.broker_pid) - self.broker_cpu) / wall
 
 
