@@ -23,6 +23,7 @@ import msgspec
 
 from handoff_events.contracts import EVENT_TYPES, Event
 from handoff_events.ids import event_id as derive_event_id
+from handoff_events.ids import utc_text
 
 SPEC_VERSION = "1.0"
 JSON = "application/json"
@@ -104,18 +105,10 @@ _encoder = msgspec.json.Encoder()
 
 def rfc3339(moment: datetime) -> str:
     if moment.tzinfo is UTC:
-        return _rfc3339_utc(moment).decode()
+        return utc_text(moment).decode()
     if moment.tzinfo is None:
         raise ValueError("naive datetime: Handoff times carry an explicit offset")
     return moment.isoformat().replace("+00:00", "Z")
-
-
-def _rfc3339_utc(moment: datetime) -> bytes:
-    """`rfc3339` of a UTC time, as bytes: msgspec writes the very text of
-    `isoformat()` with `Z` for `+00:00` (`tests/unit/test_contracts.py` checks it over
-    arbitrary times) at an eighth of the cost on this machine (110 vs 920 ns with the
-    header's `.encode()`). Every event Handoff writes carries one in its `ce_time`."""
-    return _encoder.encode(moment)[1:-1]
 
 
 def encode(envelope: Envelope[Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
@@ -131,7 +124,7 @@ def encode(envelope: Envelope[Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
     moment = envelope.time
     if moment is not None:
         headers.append(
-            ("ce_time", _rfc3339_utc(moment) if moment.tzinfo is UTC else rfc3339(moment).encode())
+            ("ce_time", utc_text(moment) if moment.tzinfo is UTC else rfc3339(moment).encode())
         )
     if envelope.subject is not None:
         headers.append(("ce_subject", envelope.subject.encode()))

@@ -23,12 +23,19 @@ def digest(*parts: object, length: int = 20) -> str:
 _JSON = msgspec.json.Encoder()
 
 
+def utc_text(moment: datetime) -> bytes:
+    """A UTC time (`tzinfo is UTC`) as msgspec writes it: `isoformat()`'s very text with `Z`
+    for `+00:00` (`tests/unit/test_contracts.py` checks it over arbitrary times), at an
+    eighth of its cost on this machine. The fast path of `iso_text` and of the envelope's
+    `rfc3339`, which every event's `ce_time` header takes."""
+    return _JSON.encode(moment)[1:-1]
+
+
 def iso_text(moment: datetime) -> str:
-    """Exactly `moment.isoformat()` (ids hash that text), without its cost for UTC: msgspec
-    writes the same text with `Z` for `+00:00` in a quarter of the time (180 vs 710 ns)
-    (`tests/unit/test_contracts.py` checks the two agree over arbitrary times)."""
+    """Exactly `moment.isoformat()` (ids hash that text), without its cost for UTC (180 vs
+    710 ns)."""
     if moment.tzinfo is UTC:
-        return _JSON.encode(moment)[1:-2].decode() + "+00:00"
+        return utc_text(moment)[:-1].decode() + "+00:00"
     return moment.isoformat()
 
 
