@@ -154,9 +154,10 @@ class ShipmentsStage:
             step = None
         if step is None:
             return
-        if step.state != state:
-            ctx.store.put(shipment_id, step.state)
-        emit_all(ctx, step.events, step.state.tenant_id or env.tenant_id, env.id)
+        kept = fold.without_recipient(step.state)
+        if kept != state:
+            ctx.store.put(shipment_id, kept)
+        emit_all(ctx, step.events, kept.tenant_id or env.tenant_id, env.id)
 
     def punctuate(self, ctx: Context[ShipmentAllocation]) -> None:
         """Tender deadlines: only the shipments whose deadline has come are handed over
@@ -166,7 +167,7 @@ class ShipmentsStage:
         for state in fold.due(waiting, now):
             tender = state.tender_id
             step = fold.on_deadline(state, now)
-            ctx.store.put(state.shipment_id, step.state)
+            ctx.store.put(state.shipment_id, fold.without_recipient(step.state))
             emit_all(ctx, step.events, state.tenant_id, f"deadline:{tender}")
 
     def processor(self) -> StatefulProcessor[ShipmentAllocation]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import msgspec
 import pytest
 from handoff_carrier_allocation.domain import allocation as fold
 from handoff_carrier_allocation.domain.allocation import Rules, ShipmentAllocation, Step
@@ -276,3 +277,47 @@ def test_due_lists_only_expired_tenders():
     other = start().state
     assert fold.due([s, other], NOW + timedelta(seconds=30)) == [s]
     assert fold.due([s, other], NOW) == []
+
+
+def _settled_states() -> dict[str, ShipmentAllocation]:
+    """A state in each settled phase, reached the way the stage reaches it."""
+    kw = dict(tenant_id="acme", policy=POLICY, scorecards={}, default_scorecard=CARD, now=NOW)
+    s = start().state
+    s = fold.on_capacity_reserved(s, reserved(s), RULES, NOW).state
+    allocated = fold.on_tender_accepted(s, accepted(s), NOW).state
+    failed = start(rates(SID, quote("swift", 900, meets_promise=False))).state
+    cancel = ShipmentCancelled(shipment_id=SID, order_id="A-1", cancelled_at=NOW)
+    cancelled = fold.on_shipment_cancelled(s, cancel, "acme", NOW).state
+    # a request that arrives after its cancellation: the facts land on a settled state
+    late = fold.on_shipment_cancelled(None, cancel, "acme", NOW).state
+    late = fold.on_shipment_requested(late, request(SID), **kw).state
+    return {"allocated": allocated, "failed": failed, "cancelled": cancelled, "late": late}
+
+
+@pytest.mark.parametrize("how", ["allocated", "failed", "cancelled", "late"])
+def test_a_settled_allocation_keeps_no_recipient(how):
+    state = _settled_states()[how]
+    assert state.phase in fold.SETTLED_PHASES
+    assert state.facts is not None and state.facts.tendered is not None  # the fold keeps it
+    kept = fold.without_recipient(state)
+    assert kept.facts is not None and kept.facts.tendered is None
+    # everything else stays: the order, the service level, the decision's inputs
+    assert kept.facts.order_id == state.facts.order_id
+    assert kept.facts.service_level == state.facts.service_level
+    assert msgspec.structs.replace(kept, facts=state.facts) == state
+    # a duplicate request does not re-open it, and stripping again changes nothing
+    kw = dict(tenant_id="acme", policy=POLICY, scorecards={}, default_scorecard=CARD, now=NOW)
+    again = fold.on_shipment_requested(kept, request(SID), **kw)
+    assert again.events == [] and again.state == kept
+    assert fold.without_recipient(kept) is kept
+
+
+def test_an_unsettled_allocation_keeps_the_recipient_it_tenders_with():
+    s = start().state
+    assert fold.without_recipient(s) is s  # reserving
+    tendering = fold.on_capacity_reserved(s, reserved(s), RULES, NOW)
+    assert fold.without_recipient(tendering.state) is tendering.state
+    tender = tendering.events[0]
+    assert isinstance(tender, TenderRequested)
+    assert s.facts is not None and tender.shipment == s.facts.tendered
+    assert tender.shipment.destination.name == "Ada Muster"

@@ -16,6 +16,7 @@ from handoff_events.contracts import (
     CapacityReleaseRequested,
     CapacityReservationRequested,
     CapacityReserved,
+    TenderAccepted,
     TenderRequested,
 )
 from handoff_events.envelope import Envelope, new_envelope
@@ -113,6 +114,45 @@ def test_deadline_timer_moves_on_with_ids_derived_from_the_tender():
         (topics.CAPACITY_REQUESTS, "CapacityReservationRequested"),
     ]
     assert ctx.emits[2].key == "swift/HUB-BER-1/2026-11-20"
+
+
+def test_an_allocated_shipment_is_stored_without_its_recipient():
+    ctx, _ = run_shipment_to_tender()
+    assert ctx.store["shp_1"].facts.tendered.destination.name == "Ada Muster"  # tendering
+    tender = ctx.emits[-1].envelope.data
+    assert isinstance(tender, TenderRequested)
+    accepted = TenderAccepted(
+        tender_id=tender.tender_id,
+        shipment_id="shp_1",
+        carrier=tender.carrier,
+        tracking_number="VL1",
+        label_ref="lbl-1",
+        accepted_at=NOW,
+    )
+    STAGE.handle(env(accepted, "e4"), ctx)  # type: ignore[arg-type]
+    stored = ctx.store["shp_1"]
+    assert stored.phase == "allocated"
+    assert stored.facts.order_id == "A-1" and stored.facts.tendered is None
+    assert type(ctx.emits[-1].envelope.data).__name__ == "CarrierAllocated"
+
+
+def test_a_shipment_failed_by_the_timer_is_stored_without_its_recipient():
+    ctx, _ = run_shipment_to_tender()
+    ctx.now = NOW + timedelta(seconds=31)
+    STAGE.punctuate(ctx)  # type: ignore[arg-type]  # velo timed out; swift's reservation
+    nxt = ctx.emits[-1].envelope.data
+    assert isinstance(nxt, CapacityReservationRequested)
+    grant = CapacityReserved(
+        request_id=nxt.request_id, shipment_id="shp_1", bucket=nxt.bucket, reserved_at=NOW,
+        remaining=3,
+    )  # fmt: skip
+    STAGE.handle(env(grant, "e5"), ctx)  # type: ignore[arg-type]
+    assert ctx.store["shp_1"].facts.tendered is not None  # tendering swift
+    ctx.now = NOW + timedelta(seconds=62)
+    STAGE.punctuate(ctx)  # type: ignore[arg-type]
+    stored = ctx.store["shp_1"]
+    assert stored.phase == "failed" and stored.facts.tendered is None
+    assert type(ctx.emits[-1].envelope.data).__name__ == "AllocationFailed"
 
 
 def test_replies_for_unknown_shipments_are_ignored():

@@ -76,6 +76,8 @@ from handoff_carrier_allocation.domain.policy import (
 
 Phase = Literal["collecting", "reserving", "tendering", "allocated", "failed", "cancelled"]
 ACTIVE_PHASES: frozenset[str] = frozenset({"reserving", "tendering"})
+SETTLED_PHASES: frozenset[str] = frozenset({"allocated", "failed", "cancelled"})
+"""Phases no transition tenders from again."""
 Outcome = Literal["not_tried", "chosen", "declined", "timed_out", "no_capacity", "cancelled"]
 
 
@@ -85,7 +87,9 @@ class ShipmentFacts(msgspec.Struct, frozen=True, kw_only=True):
     order_id: str
     service_level: ServiceLevel
     requirements: Requirements
-    tendered: TenderedShipment
+    tendered: TenderedShipment | None
+    """What a tender tells the carrier, the recipient's address and contact included;
+    None once the allocation is settled (`without_recipient`)."""
     is_return: bool = False
 
 
@@ -409,6 +413,17 @@ def facts_of(event: ShipmentRequested) -> ShipmentFacts:
     )
 
 
+def without_recipient(state: ShipmentAllocation) -> ShipmentAllocation:
+    """What the stage keeps of a state: once the allocation is settled (allocated, failed
+    or cancelled) nothing tenders the shipment again, so the recipient's name, address,
+    e-mail and phone are dropped from it and from its changelog (data minimisation,
+    docs/security.md). The carrier that won has them from its tender."""
+    facts = state.facts
+    if state.phase not in SETTLED_PHASES or facts is None or facts.tendered is None:
+        return state
+    return msgspec.structs.replace(state, facts=msgspec.structs.replace(facts, tendered=None))
+
+
 def _start_if_ready(
     state: ShipmentAllocation,
     policy: Policy,
@@ -505,7 +520,8 @@ def on_capacity_reserved(
         return Step(state)
     current = state.current
     facts = state.facts
-    assert current is not None and facts is not None  # reserving implies both
+    # Reserving implies a candidate and the request's facts, not yet settled.
+    assert current is not None and facts is not None and facts.tendered is not None
     attempt = state.cursor + 1
     tid = tender_id(state.shipment_id, attempt)
     respond_by = now + rules.tender_timeout
