@@ -129,7 +129,11 @@ SHAPES: dict[str, ServiceShape] = {
             ),
             Stage("kpis", ("handoff.tracking.kpi-contributions.v1",)),
         ),
-        memory="1Gi",
+        # Every instance's read model keeps every shipment (~4.9 KB), the fold ~12 KB per
+        # shipment of its partitions once decoded plus its derivation cache (~0.2 GB at
+        # most): 2 Gi holds ~100,000 shipments at two replicas. Nothing expires yet, so
+        # raise it with the shipment count (docs/operating.md, "Sizing an instance").
+        memory="2Gi",
         # Moving a partition costs a restore of the fold's store: scale in slowly.
         cooldown_s=600,
         min_replicas=2,  # carriers' webhooks land here
