@@ -135,8 +135,6 @@ class LedgerStage:
         for return_shipment_id, record in ctx.due():
             if not ledger.expiry_due(record, ctx.now):
                 continue
-            if not ledger.expiry_due(record, ctx.now):
-                continue
             link = record.link
             assert link is not None
             expired = ReturnExpired(
