@@ -143,7 +143,10 @@ _BASE: tuple[TopicSpec, ...] = (
         readers=("marketplace", "tracking"),
         key="<shipment_id>",
         event_types=("handoff.shipment.state.v1",),
-        description="Compacted: the latest full state of each shipment; also the tracking fold's changelog.",
+        description=(
+            "Compacted: the latest full state of each shipment; also the tracking fold's "
+            "changelog. A record with no value (a tombstone) deletes the shipment's state."
+        ),
         cleanup="compact",
         public=True,
         changelog=True,

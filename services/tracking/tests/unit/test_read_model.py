@@ -14,11 +14,11 @@ from services.tracking.tests.fold_factories import folded_shipment
 
 
 def _record(
-    value: bytes | None, headers: list[tuple[str, bytes]], offset: int = 0
+    value: bytes | None, headers: list[tuple[str, bytes]], offset: int = 0, key: bytes = b"k"
 ) -> ConsumerRecord:
     return ConsumerRecord(
         topic="handoff.shipments.state.v1", partition=0, offset=offset, timestamp=0,
-        timestamp_type=0, key=b"k", value=value, checksum=None, serialized_key_size=1,
+        timestamp_type=0, key=key, value=value, checksum=None, serialized_key_size=len(key),
         serialized_value_size=len(value or b""), headers=headers,
     )  # fmt: skip
 
@@ -73,16 +73,37 @@ def test_a_record_without_the_indexed_fields_is_refused_naming_the_field() -> No
     assert len(model) == 0
 
 
-def test_the_follower_callback_skips_tombstones_other_types_and_broken_records() -> None:
+def test_the_follower_callback_skips_other_types_and_broken_records() -> None:
     models = ReadModels(ServiceSettings())
     state = folded_shipment("shp_1")
     raw, headers = ShipmentStateCodec().encode(state.shipment_id, state)
     other = [(k, b"handoff.shipment.update.v1" if k == "ce_type" else v) for k, v in headers]
 
-    models._on_state(_record(None, headers, 0))  # a tombstone
+    models._on_state(_record(None, [], 0, key=b"shp_unknown"))  # a tombstone: nothing kept
     models._on_state(_record(raw, other, 1))  # not a state
     models._on_state(_record(b'{"shipment_id": 1}', headers, 2))  # broken: logged, skipped
     assert len(models.shipments) == 0
 
     models._on_state(_record(raw, headers, 3))
     assert models.shipments.get("acme", "shp_1") == state
+
+
+def test_a_tombstone_removes_the_shipment_from_lookups_and_pages() -> None:
+    models = ReadModels(ServiceSettings())
+    codec = ShipmentStateCodec()
+    for sid in ("shp_a", "shp_b", "shp_c"):
+        state = folded_shipment(sid, delivered=True)
+        raw, headers = codec.encode(sid, state)
+        models._on_state(_record(raw, headers, key=sid.encode()))
+
+    models._on_state(_record(None, [], key=b"shp_b"))
+
+    assert models.shipments.get("acme", "shp_b") is None
+    items, _ = models.shipments.page("acme", None, None, 10)
+    assert [s.shipment_id for s in items] == ["shp_a", "shp_c"]
+    assert len(models.shipments) == 2
+    # the same shipment written again after its tombstone is kept again, once
+    raw, headers = codec.encode("shp_b", folded_shipment("shp_b"))
+    models._on_state(_record(raw, headers, key=b"shp_b"))
+    items, _ = models.shipments.page("acme", None, None, 10)
+    assert [s.shipment_id for s in items] == ["shp_a", "shp_b", "shp_c"]

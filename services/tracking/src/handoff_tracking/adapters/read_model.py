@@ -70,6 +70,15 @@ class ShipmentReadModel:
         self._states[index.shipment_id] = (raw, tenant, status)
         metrics.READ_MODEL_SHIPMENTS.set(len(self._states))
 
+    def forget(self, shipment_id: str) -> None:
+        """A tombstone on the state topic: the shipment's state was deleted."""
+        kept = self._states.pop(shipment_id, None)
+        if kept is None:
+            return
+        ids = self._ids_by_tenant[kept[1]]
+        del ids[bisect.bisect_left(ids, shipment_id)]
+        metrics.READ_MODEL_SHIPMENTS.set(len(self._states))
+
     def get(self, tenant_id: str, shipment_id: str) -> ShipmentState | None:
         """The shipment if it belongs to `tenant_id`; another tenant's is indistinguishable
         from a missing one."""
@@ -133,9 +142,13 @@ class ReadModels:
         ]
 
     def _on_state(self, record: ConsumerRecord) -> None:
-        """A state record, kept as its JSON (tombstones and other types are skipped, as
-        the envelope decoding did before)."""
-        if record.value is None or _ce_type(record.headers) != ShipmentState.ce_type:
+        """A state record, kept as its JSON; a tombstone (no value) removes its key, as in
+        every reader of the compacted topic; records of other types are skipped."""
+        if record.value is None:
+            if record.key is not None:
+                self.shipments.forget(record.key.decode(errors="replace"))
+            return
+        if _ce_type(record.headers) != ShipmentState.ce_type:
             return
         try:
             self.shipments.apply_json(record.value)
