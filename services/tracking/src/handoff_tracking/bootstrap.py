@@ -27,7 +27,7 @@ def build_app(
         ExceptionPolicy(stuck_after=settings.stuck_after), settings.exception_check_every_s
     )
     kpis = build_kpis(settings.kpi_metrics_every_s)
-    models = ReadModels(settings)
+    models = ReadModels(settings, settings.query_retention, clock)
     queries = ShipmentQueries(
         models, TenantAuth(parse_api_keys(settings.api_keys)), settings.query_page_limit
     )

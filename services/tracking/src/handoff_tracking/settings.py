@@ -20,7 +20,17 @@ class TrackingSettings(ServiceSettings):
     kpi_metrics_every_s: float = 15.0
     """How often the KPI stage refreshes its Prometheus gauges."""
     query_page_limit: int = 100
+    query_retention_days: float | None = None
+    """Finished shipments (a terminal status) whose state has not changed for this many
+    days are left out of every instance's query replica: the queries answer 404 for them,
+    the state topic keeps them. Unset: the replica keeps every shipment, and its memory
+    grows with every shipment ever created (docs/operating.md, "Sizing an instance")."""
 
     @property
     def stuck_after(self) -> timedelta:
         return timedelta(hours=self.stuck_after_hours)
+
+    @property
+    def query_retention(self) -> timedelta | None:
+        days = self.query_retention_days
+        return None if days is None else timedelta(days=days)

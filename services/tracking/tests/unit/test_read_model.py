@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from aiokafka.structs import ConsumerRecord
 from handoff_events.contracts import ShipmentState
 from handoff_events.envelope import DecodeError
 from handoff_events.runtime.settings import ServiceSettings
+from handoff_tracking.adapters import read_model
 from handoff_tracking.adapters.read_model import ReadModels, ShipmentReadModel
 from handoff_tracking.adapters.state_codec import ShipmentStateCodec
+from handoff_tracking.settings import TrackingSettings
 
 from services.tracking.tests.fold_factories import folded_shipment
 
@@ -31,7 +36,7 @@ def test_a_state_record_is_kept_as_its_json_and_served_decoded() -> None:
     model.apply_json(raw)
 
     kept = model._states["shp_1"]
-    assert kept[0] is raw and kept[1:] == ("acme", "delivered")  # the bytes, not an object
+    assert kept[0] is raw and kept[1:3] == ("acme", "delivered")  # the bytes, not an object
     assert model.get("acme", "shp_1") == state
     assert model.get("globex", "shp_1") is None  # another tenant's: as if missing
 
@@ -107,3 +112,49 @@ def test_a_tombstone_removes_the_shipment_from_lookups_and_pages() -> None:
     models._on_state(_record(raw, headers, key=b"shp_b"))
     items, _ = models.shipments.page("acme", None, None, 10)
     assert [s.shipment_id for s in items] == ["shp_a", "shp_b", "shp_c"]
+
+
+def test_a_retention_leaves_finished_shipments_out_once_they_aged_out() -> None:
+    # The factory's states: delivered at 2026-11-20 09:31, in transit since 08:31 (UTC).
+    now = [datetime(2026, 12, 20, 9, 0, tzinfo=UTC)]  # 29 days 23.5 h after the delivery
+    model = ShipmentReadModel(retention=timedelta(days=30), clock=lambda: now[0])
+    model.apply(folded_shipment("shp_old", delivered=True))
+    model.apply(folded_shipment("shp_moving"))  # not finished: kept however old
+    assert model.get("acme", "shp_old") is not None and len(model) == 2
+
+    now[0] += timedelta(hours=1)  # the delivery is now 30 days and 30 minutes old
+    assert model.sweep() == 1
+    assert model.get("acme", "shp_old") is None
+    assert [s.shipment_id for s in model.page("acme", None, None, 10)[0]] == ["shp_moving"]
+    assert model.sweep() == 0
+
+    # read again from the topic (a restart's catch-up): not kept at all
+    model.apply(folded_shipment("shp_old", delivered=True))
+    assert model.get("acme", "shp_old") is None and len(model) == 1
+    # a newer state of it (a late scan, a return) brings it back
+    model.apply(folded_shipment("shp_old"))
+    assert model.get("acme", "shp_old") is not None and len(model) == 2
+
+
+def test_without_a_retention_every_shipment_is_kept() -> None:
+    model = ShipmentReadModel(clock=lambda: datetime(2030, 1, 1, tzinfo=UTC))
+    model.apply(folded_shipment("shp_old", delivered=True))
+    assert model.sweep() == 0
+    assert model.get("acme", "shp_old") is not None
+
+
+async def test_the_replica_sweeps_on_its_own_and_the_setting_reaches_it(monkeypatch) -> None:
+    settings = TrackingSettings(query_retention_days=30)
+    assert settings.query_retention == timedelta(days=30)
+    assert TrackingSettings().query_retention is None
+    now = [datetime(2026, 12, 20, 9, 0, tzinfo=UTC)]
+    models = ReadModels(settings, settings.query_retention, lambda: now[0])
+    models.shipments.apply(folded_shipment("shp_old", delivered=True))
+    monkeypatch.setattr(read_model, "_SWEEP_EVERY_S", 0.01)
+    sweeper = asyncio.create_task(models._sweep_forever())
+    await asyncio.sleep(0.05)
+    assert len(models.shipments) == 1  # not aged out yet
+    now[0] += timedelta(days=1)
+    await asyncio.sleep(0.05)
+    assert len(models.shipments) == 0
+    sweeper.cancel()

@@ -11,14 +11,17 @@ instead of ~12-17 KB (decision 0003).
 
 from __future__ import annotations
 
+import asyncio
 import bisect
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 from aiokafka.structs import ConsumerRecord
 from handoff_events import topics
-from handoff_events.contracts import KpiSnapshot, ShipmentState
+from handoff_events.contracts import TERMINAL_STATUSES, KpiSnapshot, ShipmentState
 from handoff_events.envelope import DecodeError, Envelope, decode_data
 from handoff_events.runtime.logging import get_logger
 from handoff_events.runtime.settings import ServiceSettings
@@ -35,9 +38,16 @@ class _Indexed(msgspec.Struct):
     shipment_id: str
     tenant_id: str
     status: str
+    updated_at: datetime
 
 
 _JSON = msgspec.json.Encoder()
+_SWEEP_EVERY_S = 3600.0
+"""How often a replica with a retention looks for finished shipments that aged out."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class ShipmentReadModel:
@@ -46,12 +56,30 @@ class ShipmentReadModel:
     A state is kept as the JSON of its record on the state topic, with the tenant and
     status it is indexed and filtered by, and decoded when a request reads it: a
     decoded `ShipmentState` takes 2-4 times the memory of its JSON, and most states
-    are replaced by a newer one long before anyone asks for them."""
+    are replaced by a newer one long before anyone asks for them.
 
-    def __init__(self) -> None:
-        self._states: dict[str, tuple[bytes, str, str]] = {}  # id -> (JSON, tenant, status)
+    With a `retention`, a finished shipment (terminal status) whose state has not changed
+    for that long is left out: not kept when its record is read, and removed by `sweep`
+    once it ages out. It stays on the state topic; a newer state brings it back."""
+
+    def __init__(
+        self,
+        retention: timedelta | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        # id -> (JSON, tenant, status, updated_at as a POSIX timestamp)
+        self._states: dict[str, tuple[bytes, str, str, float]] = {}
         self._ids_by_tenant: dict[str, list[str]] = {}
         self._names: dict[str, str] = {}  # one string object per tenant id and status
+        self._retention = None if retention is None else retention.total_seconds()
+        self._clock = clock
+
+    def _aged_out(self, status: str, updated_at: float, now: float) -> bool:
+        return (
+            self._retention is not None
+            and status in TERMINAL_STATUSES
+            and updated_at < now - self._retention
+        )
 
     def apply(self, state: ShipmentState) -> None:
         self.apply_json(_JSON.encode(state))
@@ -60,6 +88,12 @@ class ShipmentReadModel:
         """A state as the JSON of its record (`DecodeError` naming the field if the
         indexed fields are missing or mistyped: the record is then not kept)."""
         index = decode_data(_Indexed, raw)
+        updated_at = index.updated_at.timestamp()
+        if self._retention is not None and self._aged_out(
+            index.status, updated_at, self._clock().timestamp()
+        ):
+            self.forget(index.shipment_id)  # and any older state of it that was kept
+            return
         names = self._names
         tenant = names.setdefault(index.tenant_id, index.tenant_id)
         status = names.setdefault(index.status, index.status)
@@ -67,8 +101,23 @@ class ShipmentReadModel:
         # record of a key is its latest state: no version comparison needed.
         if index.shipment_id not in self._states:
             bisect.insort(self._ids_by_tenant.setdefault(tenant, []), index.shipment_id)
-        self._states[index.shipment_id] = (raw, tenant, status)
+        self._states[index.shipment_id] = (raw, tenant, status, updated_at)
         metrics.READ_MODEL_SHIPMENTS.set(len(self._states))
+
+    def sweep(self) -> int:
+        """Remove the kept finished shipments that aged out of the retention since they
+        were read; returns how many."""
+        if self._retention is None:
+            return 0
+        now = self._clock().timestamp()
+        aged = [
+            shipment_id
+            for shipment_id, (_, _, status, updated_at) in self._states.items()
+            if self._aged_out(status, updated_at, now)
+        ]
+        for shipment_id in aged:
+            self.forget(shipment_id)
+        return len(aged)
 
     def forget(self, shipment_id: str) -> None:
         """A tombstone on the state topic: the shipment's state was deleted."""
@@ -95,7 +144,7 @@ class ShipmentReadModel:
         start = bisect.bisect_right(ids, after) if after else 0
         items: list[ShipmentState] = []
         for shipment_id in ids[start:]:
-            raw, _, state_status = self._states[shipment_id]
+            raw, _, state_status, _ = self._states[shipment_id]
             if status and state_status not in status:
                 continue
             if len(items) == limit:
@@ -133,13 +182,20 @@ def _ce_type(headers: Sequence[tuple[str, bytes | None]]) -> str | None:
 class ReadModels:
     """Both read models and the followers that feed them."""
 
-    def __init__(self, settings: ServiceSettings):
-        self.shipments = ShipmentReadModel()
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        retention: timedelta | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ):
+        self.shipments = ShipmentReadModel(retention, clock or _utc_now)
         self.kpis = KpiReadModel()
         self._followers = [
             TopicFollower(settings, topics.STATE, on_raw=self._on_state),
             TopicFollower(settings, topics.KPIS, on_event=self._on_kpi),
         ]
+        self._retention = retention
+        self._sweeper: asyncio.Task[None] | None = None
 
     def _on_state(self, record: ConsumerRecord) -> None:
         """A state record, kept as its JSON; a tombstone (no value) removes its key, as in
@@ -167,7 +223,21 @@ class ReadModels:
     async def start(self) -> None:
         for follower in self._followers:
             await follower.start()
+        if self._retention is not None:
+            self._sweeper = asyncio.create_task(self._sweep_forever(), name="read-model-sweep")
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         for follower in self._followers:
             await follower.stop()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(_SWEEP_EVERY_S)
+            removed = self.shipments.sweep()
+            if removed:
+                log.info("finished shipments aged out of the query replica", removed=removed)
