@@ -71,14 +71,14 @@ class ShipmentReadModel:
         self._states: dict[str, tuple[bytes, str, str, float]] = {}
         self._ids_by_tenant: dict[str, list[str]] = {}
         self._names: dict[str, str] = {}  # one string object per tenant id and status
-        self._retention = None if retention is None else retention.total_seconds()
+        self.retention_s = None if retention is None else retention.total_seconds()
         self._clock = clock
 
     def _aged_out(self, status: str, updated_at: float, now: float) -> bool:
         return (
-            self._retention is not None
+            self.retention_s is not None
             and status in TERMINAL_STATUSES
-            and updated_at < now - self._retention
+            and updated_at < now - self.retention_s
         )
 
     def apply(self, state: ShipmentState) -> None:
@@ -89,7 +89,7 @@ class ShipmentReadModel:
         indexed fields are missing or mistyped: the record is then not kept)."""
         index = decode_data(_Indexed, raw)
         updated_at = index.updated_at.timestamp()
-        if self._retention is not None and self._aged_out(
+        if self.retention_s is not None and self._aged_out(
             index.status, updated_at, self._clock().timestamp()
         ):
             self.forget(index.shipment_id)  # and any older state of it that was kept
@@ -107,7 +107,7 @@ class ShipmentReadModel:
     def sweep(self) -> int:
         """Remove the kept finished shipments that aged out of the retention since they
         were read; returns how many."""
-        if self._retention is None:
+        if self.retention_s is None:
             return 0
         now = self._clock().timestamp()
         aged = [
@@ -125,7 +125,9 @@ class ShipmentReadModel:
         if kept is None:
             return
         ids = self._ids_by_tenant[kept[1]]
-        del ids[bisect.bisect_left(ids, shipment_id)]
+        at = bisect.bisect_left(ids, shipment_id)
+        if at < len(ids) and ids[at] == shipment_id:
+            del ids[at]
         metrics.READ_MODEL_SHIPMENTS.set(len(self._states))
 
     def get(self, tenant_id: str, shipment_id: str) -> ShipmentState | None:
@@ -194,7 +196,6 @@ class ReadModels:
             TopicFollower(settings, topics.STATE, on_raw=self._on_state),
             TopicFollower(settings, topics.KPIS, on_event=self._on_kpi),
         ]
-        self._retention = retention
         self._sweeper: asyncio.Task[None] | None = None
 
     def _on_state(self, record: ConsumerRecord) -> None:
@@ -223,7 +224,7 @@ class ReadModels:
     async def start(self) -> None:
         for follower in self._followers:
             await follower.start()
-        if self._retention is not None:
+        if self.shipments.retention_s is not None:
             self._sweeper = asyncio.create_task(self._sweep_forever(), name="read-model-sweep")
 
     async def stop(self) -> None:
