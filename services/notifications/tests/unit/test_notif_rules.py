@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import time, timedelta
-from typing import Any
+from typing import Any, get_args
 
 import pytest
+from handoff_events.contracts import UPDATE_TYPES, CanonicalStatus
 from handoff_notifications.domain.rules import RuleBook, RulesError, parse_rules
 
 
@@ -87,6 +88,15 @@ def test_errors_name_file_entry_and_field(doc: dict[str, Any], entry: str, field
     assert err.value.entry == entry
     assert err.value.field == field
     assert str(err.value).startswith(f"rules.toml: [{entry}] field '{field}'")
+
+
+def test_every_update_milestone_of_the_contract_can_be_named() -> None:
+    # status_changed is named by its status; every other update milestone by itself
+    named = [m for m in UPDATE_TYPES if m != "status_changed"]
+    named += [s for s in get_args(CanonicalStatus) if s not in named]
+    customer = {m: {"channels": ["email"]} for m in named}
+    book = parse_rules(_doc(customer=customer, webhook_milestones=named), "rules.toml")
+    assert "cancellation_refused" in book.for_tenant("x").customer
 
 
 def test_default_tenant_is_required() -> None:

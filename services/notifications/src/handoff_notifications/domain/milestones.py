@@ -8,31 +8,15 @@ different causes (late, then stuck), so its occurrence key carries the kind.
 
 from __future__ import annotations
 
-from handoff_events.contracts import ShipmentUpdate
+from typing import get_args
 
-MILESTONES: tuple[str, ...] = (
-    "requested",
-    "rejected",
-    "quoted",
-    "allocated",
-    "allocation_failed",
-    "cancelled",
-    "picked_up",
-    "in_transit",
-    "out_for_delivery",
-    "delivery_attempt_failed",
-    "available_for_pickup",
-    "returning_to_sender",
-    "returned_to_sender",
-    "exception",
-    "delivered",
-    "return_authorised",
-    "return_refused",
-    "return_received",
-    "refund_eligible",
-    "return_expired",
+from handoff_events.contracts import UPDATE_TYPES, CanonicalStatus, ShipmentUpdate
+
+MILESTONES: frozenset[str] = frozenset(get_args(CanonicalStatus)) | (
+    UPDATE_TYPES.keys() - {"status_changed"}
 )
-"""Every milestone a rule may name (update milestones, with status changes by status)."""
+"""Every milestone a rule may name: each update milestone of the contract, with status
+changes named by their status (so the contract's lists are the only ones to extend)."""
 
 
 def milestone_of(update: ShipmentUpdate) -> str:
