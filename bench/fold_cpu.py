@@ -10,12 +10,21 @@ per carrier event, which bounds what one process can fold on one core whatever t
 broker does.
 
     python -m bench.fold_cpu --shipments 2500 --codec zstd
+
+With `--unpacked-max N` the stores are bounded as the engine bounds them
+(`HANDOFF_STORE_UNPACKED_MAX`): after each batch every store keeps its share of N
+states unpacked and packs the rest. Below the number of shipments in flight that is
+the worst case, every event reading a packed state and packing it again; the row
+also reports the store's resident memory per shipment. `--waves K` sends the shipments
+in K waves, one after the other (each wave's scans interleaved), as days of traffic
+are: shipments start, are delivered and are not seen again.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import time
 from typing import Any
@@ -30,6 +39,7 @@ from handoff_tracking.handlers import build_fold
 from handoff_tracking.settings import TrackingSettings
 
 from bench.common import OBSERVATIONS, PARTITIONS, observations
+from bench.report import rss_bytes
 
 CODECS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 PER_TASK = 500
@@ -50,19 +60,35 @@ class _Record:
         self.offset, self.partition = offset, part
 
 
-async def measure(shipments: int, codec: str) -> dict[str, Any]:
+async def measure(
+    shipments: int, codec: str, unpacked_max: int = 0, waves: int = 1
+) -> dict[str, Any]:
     settings = TrackingSettings(kafka_bootstrap_servers="unused:9092", log_level="WARNING")
     processor = build_fold(
-        ExceptionPolicy(stuck_after=settings.stuck_after), settings.exception_check_every_s
+        ExceptionPolicy(stuck_after=settings.stuck_after),
+        settings.exception_check_every_s,
+        remember=unpacked_max,
     )
     engine = StreamEngine(processor, settings)
     topic = engine.names(OBSERVATIONS)
     tasks = {p: _Task(p, TaskStore(processor.codec, processor.due)) for p in range(PARTITIONS)}
     pending: dict[int, list[tuple[TopicPartition, Any]]] = {}
-    for offset, (part, key, value, headers) in enumerate(observations(shipments, 8, run="cpu")):
+    size = -(-shipments // waves)
+    inputs = [
+        record
+        for start in range(0, shipments, size)
+        for record in observations(
+            0, 8, run="cpu", numbers=range(start, min(start + size, shipments))
+        )
+    ]
+    for offset, (part, key, value, headers) in enumerate(inputs):
         record = _Record(key, value, headers, offset, part)
         pending.setdefault(part, []).append((TopicPartition(topic, part), record))
     tune_gc()  # as a service does at start-up; the inputs above are frozen with it
+    gc.collect()
+    rss_before = rss_bytes()
+    keep = max(1, unpacked_max // PARTITIONS) if unpacked_max > 0 else None
+    compression = None if codec == "none" else codec
     events, handle_s, encode_s, records_out = 0, 0.0, 0.0, 0
     longest = max(len(items) for items in pending.values())
     for start in range(0, longest, PER_TASK):
@@ -86,13 +112,20 @@ async def measure(shipments: int, codec: str) -> dict[str, Any]:
                 raw, headers = engine._encode_value(task.store, shipment, state, due)
                 states.append((shipment.encode(), raw, headers))
             task.store.apply_batch(due)
+            if keep is not None:
+                task.store.shed(keep, compression, STATE_BATCH_BYTES)
         _build(outgoing, CODECS[codec], None)
         _build(states, CODECS[codec], STATE_BATCH_BYTES)
         records_out += len(outgoing) + len(states)
         handle_s += handled - began
         encode_s += time.process_time() - handled
+    gc.collect()
+    store_rss = rss_bytes() - rss_before
     return {
         "codec": codec,
+        "unpacked_max": unpacked_max,
+        "unpacked": sum(t.store.unpacked for t in tasks.values()),
+        "store_rss_per_shipment": store_rss / shipments,
         "events": events,
         "records_out": records_out,
         "handle_us": handle_s / events * 1e6,
@@ -124,9 +157,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shipments", type=int, default=2500, help="x 8 scans (default 2500)")
     parser.add_argument("--codec", choices=sorted(CODECS), default="zstd")
+    parser.add_argument(
+        "--unpacked-max",
+        type=int,
+        default=0,
+        help="bound the stores as HANDOFF_STORE_UNPACKED_MAX does (default 0: unbounded)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    parser.add_argument(
+        "--waves", type=int, default=1, help="send the shipments in this many waves (default 1)"
+    )
     args = parser.parse_args()
-    result = asyncio.run(measure(args.shipments, args.codec))
+    result = asyncio.run(measure(args.shipments, args.codec, args.unpacked_max, args.waves))
     if args.json:
         print(json.dumps(result))
     else:
@@ -134,7 +176,10 @@ def main() -> None:
             f"{result['events']:,} events, codec {result['codec']}: "
             f"{result['total_us']:.1f} µs CPU per event (handling {result['handle_us']:.1f}, "
             f"commit-side encoding {result['commit_encode_us']:.1f}); "
-            f"{result['events_per_cpu_s']:,.0f} events per CPU-second"
+            f"{result['events_per_cpu_s']:,.0f} events per CPU-second; "
+            f"{result['unpacked']:,} states unpacked at the end (bound: "
+            f"{result['unpacked_max'] or 'none'}), the store's RSS "
+            f"{result['store_rss_per_shipment']:,.0f} B per shipment"
         )
 
 

@@ -48,7 +48,9 @@ async def run(args: argparse.Namespace) -> None:
     configure_logging("tracking", settings.log_level, json=settings.log_json)
     progress = Progress(Path(args.report))
     processor = build_fold(
-        ExceptionPolicy(stuck_after=settings.stuck_after), settings.exception_check_every_s
+        ExceptionPolicy(stuck_after=settings.stuck_after),
+        settings.exception_check_every_s,
+        remember=settings.store_unpacked_max,
     )
     handle = processor.handle
 

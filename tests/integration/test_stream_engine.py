@@ -16,6 +16,7 @@ from handoff_events import topics
 from handoff_events.contracts import Event, ShipmentCancelled
 from handoff_events.envelope import Envelope, encode, new_envelope
 from handoff_events.provision import provision
+from handoff_events.runtime import metrics
 from handoff_events.runtime.settings import ServiceSettings
 from handoff_events.stream.api import Context, MsgpackCodec, Rejected, StatefulProcessor
 from handoff_events.stream.changelog import RestoredBatch
@@ -87,6 +88,14 @@ def tally_processor(output_emits: bool = True) -> StatefulProcessor[Tally]:
 def _seen(engine: StreamEngine[Tally]) -> int:
     """Records the tally stage has counted, over every task's store."""
     return sum(t.seen for s in engine.stores.values() for t in s.values())
+
+
+def _seen_is(engine: StreamEngine[Tally], count: int) -> Callable[[], bool]:
+    return lambda: _seen(engine) == count
+
+
+def _ready(engine: StreamEngine[Any]) -> Callable[[], bool]:
+    return lambda: engine.ready
 
 
 async def _produce_events(
@@ -217,6 +226,53 @@ async def test_a_snapshot_of_a_freshly_restored_store_restores_the_same_state(
         await third.stop()
     assert batched == 9, "the cold start must have left every value in its batch"
     assert snapshots, "the clean stop must have written snapshots"
+
+
+async def test_a_bounded_store_packs_cold_states_and_folds_and_restores_them_unchanged(
+    kafka_bootstrap: str, unique_name: str
+) -> None:
+    """With room for two unpacked states per task, thirty shipments' tallies are packed
+    back into record batches after every commit and read back for their next events;
+    the counts, a clean stop's snapshot and a cold start from the changelog all agree
+    with an unbounded run."""
+    settings = await _settings(kafka_bootstrap, unique_name)
+    bounded = settings.model_copy(update={"store_unpacked_max": 6})  # 3 tasks: 2 each
+    names = topics.Names(settings.topic_prefix)
+    packed = metrics.STORE_PACKED.labels("carrier_allocation", "test")
+    packed_before = packed._value.get()
+    waves = [[cancelled(f"s{i}", n * 30 + i, f"r{n}") for i in range(30)] for n in range(4)]
+
+    def unpacked(engine: StreamEngine[Tally]) -> int:
+        return sum(t.store.unpacked for t in engine.tasks.values())
+
+    engine = StreamEngine(tally_processor(output_emits=False), bounded)
+    await engine.start()
+    try:
+        for n, wave in enumerate(waves):
+            await _produce_events(kafka_bootstrap, names(SOURCE), wave)
+            await until(_seen_is(engine, 31 * n + 30))  # decodes every state...
+            await _produce_events(kafka_bootstrap, names(SOURCE), [cancelled("s0", 1000 + n, "x")])
+            await until(lambda: unpacked(engine) <= 6, what="...and a commit packs them again")
+            kinds = [type(v) for t in engine.tasks.values() for v in t.store.committed.values()]
+            assert kinds.count(RestoredBatch) >= 24
+        merged = {k: v for s in engine.stores.values() for k, v in s.items()}
+    finally:
+        await engine.stop()
+
+    expected = {f"s{i}": [f"r{n}" for n in range(4)] for i in range(30)}
+    expected["s0"] = [r for n in range(4) for r in (f"r{n}", "x")]
+    assert {k: v.reasons for k, v in merged.items()} == expected
+    assert packed._value.get() - packed_before >= 4 * 24
+    for state_dir in ("", "cold"):  # the clean stop's snapshot, then the changelog alone
+        again_settings = settings.model_copy(update={"state_dir": settings.state_dir / state_dir})
+        again = StreamEngine(tally_processor(output_emits=False), again_settings)
+        await again.start()
+        try:
+            await until(_ready(again))
+            restored = {k: v for s in again.stores.values() for k, v in s.items()}
+        finally:
+            await again.stop()
+        assert {k: v.reasons for k, v in restored.items()} == expected, state_dir or "snapshot"
 
 
 async def test_a_snapshot_written_after_another_owner_took_over_keeps_that_owners_states(

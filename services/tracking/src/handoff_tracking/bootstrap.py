@@ -24,7 +24,9 @@ def build_app(
 ) -> ServiceApp:
     ingress = build_ingress_parts(settings, clock)
     fold = build_fold(
-        ExceptionPolicy(stuck_after=settings.stuck_after), settings.exception_check_every_s
+        ExceptionPolicy(stuck_after=settings.stuck_after),
+        settings.exception_check_every_s,
+        remember=settings.store_unpacked_max,
     )
     kpis = build_kpis(settings.kpi_metrics_every_s)
     models = ReadModels(settings, settings.query_retention, clock)
@@ -66,6 +68,8 @@ def build_ingress_app(
 def build_fold_app(settings: TrackingSettings) -> ServiceApp:
     """Only the fold stage (no HTTP routes, no ingress): for focused runs and crash tests."""
     fold = build_fold(
-        ExceptionPolicy(stuck_after=settings.stuck_after), settings.exception_check_every_s
+        ExceptionPolicy(stuck_after=settings.stuck_after),
+        settings.exception_check_every_s,
+        remember=settings.store_unpacked_max,
     )
     return ServiceApp(SERVICE, settings, processors=[fold])

@@ -44,6 +44,7 @@ from handoff_tracking.domain.fold import (
     Milestone,
     TenantMismatch,
     fold,
+    remember_at_most,
 )
 from handoff_tracking.domain.updates import shipment_update
 
@@ -200,8 +201,11 @@ def _fields(item: KpiContribution) -> dict[str, Any]:
 
 
 def build_fold(
-    policy: ExceptionPolicy, check_every_s: float = 60.0
+    policy: ExceptionPolicy, check_every_s: float = 60.0, remember: int = 0
 ) -> StatefulProcessor[ShipmentState]:
+    """The fold stage. `remember`: how many shipments' derivations the fold keeps
+    (`remember_at_most`), the store's bound in a service."""
+    remember_at_most(remember)
     stage = FoldStage(policy)
     return StatefulProcessor(
         service="tracking",

@@ -302,6 +302,28 @@ def test_a_state_the_cache_does_not_know_is_derived_once() -> None:
     assert full.call_count == 1  # the `before` derivation; the new scan is one step
 
 
+def test_the_cache_keeps_the_derivations_of_the_last_shipments_it_is_told_to() -> None:
+    """Bounded like the store (`build_fold(remember=...)`): an entry keeps its state alive,
+    so the cache must not outgrow the store's bound."""
+    fold_module._RECENT.clear()
+    try:
+        fold_module.remember_at_most(2)
+        states = {
+            sid: fold(None, inp(requested(shipment_id=sid)))[0]
+            for sid in ("shp_a", "shp_b", "shp_c")
+        }
+        assert list(fold_module._RECENT) == ["shp_b", "shp_c"]
+        with _counting_full_derivations() as full:
+            fold(states["shp_a"], inp(observed("picked_up", 10, shipment_id="shp_a")))
+            fold(states["shp_c"], inp(observed("picked_up", 10, shipment_id="shp_c")))
+        assert full.call_count == 1  # shp_a was forgotten, shp_c was not
+        fold_module.remember_at_most(1)
+        assert list(fold_module._RECENT) == ["shp_c"]
+    finally:
+        fold_module.remember_at_most(0)
+    assert fold_module._RECENT.limit == fold_module.RECENT_DEFAULT
+
+
 # ---- ids computed before the fold became incremental ------------------------------------
 def test_observation_and_detected_entry_ids_are_unchanged() -> None:
     assert [

@@ -47,6 +47,16 @@ RESTORED_RECORDS = Counter(
     "handoff_restored_records_total", "Changelog records read on restore", ["service", "stage"]
 )
 STORE_KEYS = Gauge("handoff_store_keys", "Keys held in a stage's stores", ["service", "stage"])
+STORE_UNPACKED = Gauge(
+    "handoff_store_unpacked_keys",
+    "Keys of a stage's stores held decoded or as their bytes (bounded by store_unpacked_max)",
+    ["service", "stage"],
+)
+STORE_PACKED = Counter(
+    "handoff_store_packed_total",
+    "Least recently used store values packed back into compressed record batches",
+    ["service", "stage"],
+)
 ASSIGNED = Gauge("handoff_assigned_partitions", "Partitions owned", ["service", "stage"])
 READY = Gauge("handoff_ready", "1 when every assigned task is restored", ["service"])
 HTTP_REQUESTS = Counter(

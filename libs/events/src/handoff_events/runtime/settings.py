@@ -58,6 +58,13 @@ class ServiceSettings(BaseSettings):
     first read, so this bounds that read's cost: ~250 us CPU at 128 KiB (~25 states),
     ~650 us at 512 KiB, for ~15% more bytes on disk (zstd sees fewer states at a time).
     See docs/decisions/0008."""
+    store_unpacked_max: int = 50_000
+    """How many states one stream stage of an instance holds unpacked (decoded, ~12 KB
+    each for a tracking state) across its stores. Past it, the least recently written
+    or read are packed back into compressed record batches as the changelog holds them
+    (~0.3-0.6 KB each) and decoded again when next read, so memory follows the
+    shipments in flight, not every shipment the instance has seen. 0: no bound.
+    See docs/decisions/0008."""
     poll_timeout_ms: int = 50
     """How long a stage's poll loop waits for fetched records before it looks at lag,
     failures and stopping again (a local wait: no request to the broker)."""

@@ -51,7 +51,7 @@ from aiokafka import errors
 from aiokafka.client import AIOKafkaClient
 from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.record.control_record import ABORT_MARKER, ControlRecord
-from aiokafka.record.default_records import DefaultRecordBatch
+from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from aiokafka.structs import TopicPartition
 
 Headers = Sequence[tuple[str, bytes | None]]
@@ -90,6 +90,29 @@ class RestoredBatch:
                 key = record.key
                 out[key.decode() if key else ""] = (record.value, record.headers)
         return out
+
+
+_CODECS: Final = {
+    None: 0,
+    "gzip": DefaultRecordBatch.CODEC_GZIP,
+    "snappy": DefaultRecordBatch.CODEC_SNAPPY,
+    "lz4": DefaultRecordBatch.CODEC_LZ4,
+    "zstd": DefaultRecordBatch.CODEC_ZSTD,
+}
+
+
+def pack_batch(
+    records: Sequence[tuple[str, bytes, Headers]], compression: str | None
+) -> RestoredBatch:
+    """Values a store no longer keeps decoded, packed into one record batch the way the
+    changelog holds them (the same format and codec), so that they cost what a restored
+    key costs and are read back by the same path (`RestoredBatch.latest`). Keys must be
+    distinct."""
+    builder = DefaultRecordBatchBuilder(2, _CODECS[compression], 0, -1, -1, -1, 1 << 30)
+    for offset, (key, value, headers) in enumerate(records):
+        if builder.append(offset, None, key.encode(), value, list(headers)) is None:
+            raise ValueError("record batch full")  # not reachable below 1 GiB of values
+    return RestoredBatch(bytes(builder.build()), 0)
 
 
 Restored = tuple[str, RestoredBatch | None, float | None]

@@ -52,6 +52,7 @@ import functools
 import gc
 import heapq
 import inspect
+import itertools
 import os
 import socket
 import time
@@ -81,6 +82,7 @@ from handoff_events.stream.changelog import (
     ChangelogReader,
     RestoredBatch,
     due_of_headers,
+    pack_batch,
     pack_headers,
     unpack_headers,
 )
@@ -102,6 +104,14 @@ _IDLE_CHECK_S = 2.0
 _FENCED_WINDOW_S = 60.0
 _FENCED_LIMIT = 3
 _UNPACKED_BATCHES = 8
+_SHED_SLACK = 1024
+"""At most this many keys below its bound a store packs to, so that it packs in slices,
+not one key per commit."""
+_SHED_MOST = 8192
+"""At most this many keys a store packs after one commit (~30 us each), so that a store
+that grew by many reads at once (a diagnostic that decodes everything) is packed over
+several commits instead of stalling the batch loop; a batch unpacks at most its
+records and due keys, 4x `max_batch_records`, so the bound still holds after each."""
 Unpacked = dict[str, tuple[bytes | None, list[tuple[str, bytes | None]]]]
 
 
@@ -174,13 +184,23 @@ class _Encoded:
         return unpack_headers(self.packed)
 
 
+def _due_header(at: float | None) -> tuple[str, bytes]:
+    return DUE_HEADER, b"" if at is None else repr(at).encode()
+
+
 class TaskStore(Generic[S]):
     """The committed store of one task plus the staged writes of the batch in flight.
 
     With a `due_of` function it also keeps the *due index*: when each committed value
     next needs the timer. The index is kept from every committed write and restored
     from the changelog's `handoff_due` header, so neither the timer nor a restore has to
-    decode or visit values that are not due."""
+    decode or visit values that are not due.
+
+    A committed value is held in one of three forms: decoded (written or read since it
+    was last packed), its changelog bytes (`_Encoded`), or a record batch that holds it
+    with other keys' values, compressed (`RestoredBatch`: restored from the changelog,
+    or packed by `shed`). The first two are the *unpacked* keys, tracked least recently
+    written or unpacked first, so that `shed` can bound them (decision 0008)."""
 
     def __init__(self, codec: StateCodec[S] | None = None, due_of: DueOf[S] | None = None) -> None:
         self.committed: dict[str, Any] = {}
@@ -191,6 +211,13 @@ class TaskStore(Generic[S]):
         self.due_at: dict[str, float] = {}
         self._due_heap: list[tuple[float, str]] = []
         self._unpacked: OrderedDict[RestoredBatch, Unpacked] = OrderedDict()
+        self._hot: dict[str, None] = {}
+        """The unpacked keys, least recently written or unpacked first (insertion order)."""
+
+    @property
+    def unpacked(self) -> int:
+        """How many committed values are held decoded or as their bytes."""
+        return len(self._hot)
 
     def _decoded(self, key: str, value: Any) -> S:
         if type(value) is RestoredBatch:
@@ -199,6 +226,8 @@ class TaskStore(Generic[S]):
             assert self._codec is not None
             value = self._codec.decode(value.raw, value.headers())
             self.committed[key] = value
+            self._hot.pop(key, None)
+            self._hot[key] = None
         return value  # type: ignore[no-any-return]
 
     def _unbatch(self, key: str, batch: RestoredBatch) -> _Encoded:
@@ -216,6 +245,7 @@ class TaskStore(Generic[S]):
         value, headers = unpacked[key]
         assert value is not None  # a key restored from a tombstone is not in the store
         encoded = self.committed[key] = _Encoded(value, pack_headers(headers))
+        self._hot[key] = None
         return encoded
 
     def _keep_unpacked(self, batch: RestoredBatch, unpacked: Unpacked) -> None:
@@ -269,6 +299,8 @@ class TaskStore(Generic[S]):
     ) -> None:
         """A changelog record as read (a snapshot's entries, tests)."""
         self.committed[key] = _Encoded(raw, pack_headers(headers))
+        self._hot.pop(key, None)
+        self._hot[key] = None
         if self._due_of is not None:
             self._file_due(key, due_of_headers(headers, DUE_HEADER))
 
@@ -277,6 +309,7 @@ class TaskStore(Generic[S]):
         that holds its value; the due time comes from the due header (`NO_DUE_HEADER`:
         the record has none)."""
         self.committed[key] = batch
+        self._hot.pop(key, None)
         if self._due_of is not None:
             self._file_due(key, due)
 
@@ -288,6 +321,7 @@ class TaskStore(Generic[S]):
 
     def clear(self) -> None:
         self.committed.clear()
+        self._hot.clear()
         self._unpacked.clear()
         self.due_at.clear()
         self._due_heap.clear()
@@ -295,6 +329,7 @@ class TaskStore(Generic[S]):
     def forget(self, key: str) -> None:
         """A tombstone restored from the changelog."""
         self.committed.pop(key, None)
+        self._hot.pop(key, None)
         self.due_at.pop(key, None)
 
     def restored(self) -> None:
@@ -392,12 +427,15 @@ class TaskStore(Generic[S]):
         times already computed for the changelog headers (not computed a second time)."""
         due_of = self._due_of
         known = due or {}
+        hot = self._hot
         for key, value in self._batch.items():
+            hot.pop(key, None)
             if value is _DELETED:
                 self.committed.pop(key, None)
                 self.due_at.pop(key, None)
             else:
                 self.committed[key] = value
+                hot[key] = None
                 if due_of is not None:
                     at = known[key] if key in known else _stamp(due_of(value))
                     self._set_due(key, at)
@@ -406,6 +444,48 @@ class TaskStore(Generic[S]):
     def drop_batch(self) -> None:
         self._batch.clear()
         self._record.clear()
+
+    def shed(self, keep: int, compression: str | None, batch_bytes: int) -> int:
+        """Bounds the unpacked values: once more than `keep` are held, the least recently
+        written or unpacked are encoded (as the changelog holds them, due header from the
+        index) and packed into record batches of about `batch_bytes` of values,
+        compressed, until an eighth of `keep` (at most `_SHED_SLACK`) is free again, at
+        most `_SHED_MOST` of them per call. A packed key is read back like a restored
+        one. Returns how many values were packed."""
+        hot, codec = self._hot, self._codec
+        if len(hot) <= keep or codec is None:
+            return 0
+        excess = len(hot) - keep + min(keep // 8, _SHED_SLACK)
+        cold = list(itertools.islice(hot, min(excess, _SHED_MOST)))
+        records: list[tuple[str, bytes, Sequence[tuple[str, bytes | None]]]] = []
+        filled = 0
+        for key in cold:
+            del hot[key]
+            value = self.committed[key]
+            headers: Sequence[tuple[str, bytes | None]]
+            if type(value) is _Encoded:
+                raw, headers = value.raw, value.headers()
+            else:
+                raw, headers = codec.encode(key, value)
+                if self._due_of is not None:
+                    headers = [*headers, _due_header(self.due_at.get(key))]
+            records.append((key, raw, headers))
+            filled += len(raw)
+            if filled >= batch_bytes:
+                self._file_packed(records, compression)
+                records, filled = [], 0
+        if records:
+            self._file_packed(records, compression)
+        return len(cold)
+
+    def _file_packed(
+        self,
+        records: list[tuple[str, bytes, Sequence[tuple[str, bytes | None]]]],
+        compression: str | None,
+    ) -> None:
+        batch = pack_batch(records, compression)
+        for key, *_ in records:
+            self.committed[key] = batch
 
 
 @dataclass
@@ -842,7 +922,7 @@ class StreamEngine(Generic[S]):
             at = store.due_stamp(value)
             if due is not None:
                 due[key] = at
-            headers = [*headers, (DUE_HEADER, b"" if at is None else repr(at).encode())]
+            headers = [*headers, _due_header(at)]
         return raw, headers
 
     async def _open_reader(
@@ -1329,6 +1409,7 @@ class StreamEngine(Generic[S]):
             for tp in self._task_partitions(task.partition):
                 if tp in offsets:
                     task.committed[tp] = offsets[tp]
+        self._shed()
         self._settle_ticks(batch, done=True)
         metrics.TRANSACTIONS.labels(service, stage, "committed").inc()
         emitted: dict[str, int] = {}
@@ -1339,7 +1420,28 @@ class StreamEngine(Generic[S]):
         metrics.STORE_KEYS.labels(service, stage).set(
             sum(len(t.store.committed) for t in self.tasks.values())
         )
+        metrics.STORE_UNPACKED.labels(service, stage).set(
+            sum(t.store.unpacked for t in self.tasks.values())
+        )
         return True
+
+    def _shed(self) -> None:
+        """After a commit: every restored task's store within its share of
+        `store_unpacked_max` (a task outside the batch may have grown by reads)."""
+        limit = self.settings.store_unpacked_max
+        if limit <= 0 or self.codec is None or not self.processor.changelog:
+            return
+        keep = max(1, limit // max(1, len(self.tasks)))
+        compression, batch_bytes = (
+            self.settings.kafka_compression(),
+            self.settings.changelog_batch_bytes,
+        )
+        packed = 0
+        for task in self.tasks.values():
+            if task.restored and task.store.unpacked > keep:
+                packed += task.store.shed(keep, compression, batch_bytes)
+        if packed:
+            metrics.STORE_PACKED.labels(*self._labels).inc(packed)
 
     def _settle_ticks(self, batch: _Batch[S], done: bool) -> None:
         for tick in batch.ticks:

@@ -908,8 +908,25 @@ _EMPTY = _Accumulator()
 # shipment and checked by identity, so a different state object -- restored, replayed,
 # constructed in a test -- is derived anew: the cache can change the cost of `fold`,
 # never its result.
-_RECENT: OrderedDict[str, tuple[Derivation, _Accumulator]] = OrderedDict()
-_RECENT_LIMIT = 50_000
+RECENT_DEFAULT = 50_000
+
+
+class _Recent(OrderedDict[str, tuple[Derivation, _Accumulator]]):
+    limit = RECENT_DEFAULT
+
+
+_RECENT = _Recent()
+
+
+def remember_at_most(limit: int) -> None:
+    """Bound the derivation cache to the `limit` most recently folded shipments (<= 0:
+    `RECENT_DEFAULT`). An entry holds its state, so the cache keeps that many states
+    alive whatever the store does: the tracking service gives it the store's bound
+    (`HANDOFF_STORE_UNPACKED_MAX`), since a state the store has packed comes back as a
+    new object and finds no use for its entry."""
+    _RECENT.limit = limit if limit > 0 else RECENT_DEFAULT
+    while len(_RECENT) > _RECENT.limit:
+        _RECENT.popitem(last=False)
 
 
 def _cached(state: ShipmentState) -> tuple[Derivation, _Accumulator] | None:
@@ -924,7 +941,7 @@ def _remember(derivation: Derivation, acc: _Accumulator) -> None:
     shipment_id = derivation.state.shipment_id
     _RECENT[shipment_id] = (derivation, acc)
     _RECENT.move_to_end(shipment_id)
-    if len(_RECENT) > _RECENT_LIMIT:
+    if len(_RECENT) > _RECENT.limit:
         _RECENT.popitem(last=False)
 
 
