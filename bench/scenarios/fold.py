@@ -320,25 +320,43 @@ async def run(bench: Bench) -> list[Row]:
     return rows + await python_path_rows(bench)
 
 
+async def _fold_cpu(*args: str) -> dict[str, Any] | str:
+    """One `bench.fold_cpu` run in its own process: its JSON, or the tail of its stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.fold_cpu", "--json", *args,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        return err.decode()[-300:]
+    found: dict[str, Any] = json.loads(out)
+    return found
+
+
+WAVES = 6
+"""The bounded-memory run: twice the fold's shipments in this many waves, one after the
+other, with the stores bounded to a fifth of the total: more than one wave (the
+shipments in flight), far less than all of them."""
+
+
 async def python_path_rows(bench: Bench) -> list[Row]:
     """The fold's CPU per event without a broker (`bench.fold_cpu`), with the configured
-    compression and without: what one process can fold per core, whatever Kafka does."""
+    compression and without: what one process can fold per core, whatever Kafka does.
+    Then the store's memory per shipment: all of them in flight and unbounded (the
+    same run), and days of traffic (waves of shipments that start, are delivered and
+    are not seen again) through stores bounded below the total."""
     codec = ServiceSettings().kafka_compression_type
+    shipments = max(1_000, bench.sizes.fold_shipments)
     found: dict[str, dict[str, Any]] = {}
     for name in dict.fromkeys([codec, "none"]):
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.fold_cpu", "--json", "--codec", name,
-            "--shipments", str(max(1_000, bench.sizes.fold_shipments)),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        out, err = await proc.communicate()
-        if proc.returncode != 0:
+        got = await _fold_cpu("--codec", name, "--shipments", str(shipments))
+        if isinstance(got, str):
             return [Row.na("tracking fold", "CPU per event, Python path alone (no broker)",
-                           "µs", err.decode()[-300:])]  # fmt: skip
-        found[name] = json.loads(out)
+                           "µs", got)]  # fmt: skip
+        found[name] = got
     main, bare = found[codec], found["none"]
     bench.results["fold_python_path"] = found
-    return [
+    rows = [
         Row("tracking fold", "CPU per event, Python path alone (no broker)", main["total_us"],
             "µs", note=f"handling {main['handle_us']:.0f} + commit-side encoding "
             f"{main['commit_encode_us']:.0f} µs ({codec}; {bare['total_us']:.0f} µs uncompressed)"
@@ -346,6 +364,23 @@ async def python_path_rows(bench: Bench) -> list[Row]:
         Row("tracking fold", "one core's ceiling, Python path alone", main["events_per_cpu_s"],
             "events/s", note="1e6 ÷ the row above: no broker, no I/O, no waiting"),
     ]  # fmt: skip
+    total, bound = 2 * shipments, 2 * shipments // 5
+    waves = await _fold_cpu(
+        "--codec", codec, "--shipments", str(total), "--waves", str(WAVES),
+        "--unpacked-max", str(bound),
+    )  # fmt: skip
+    metric = "store memory per shipment, stores bounded (HANDOFF_STORE_UNPACKED_MAX)"
+    if isinstance(waves, str):
+        return [*rows, Row.na("tracking fold", metric, "B", waves)]
+    bench.results["fold_bounded_store"] = waves
+    rows.append(
+        Row("tracking fold", metric, waves["store_rss_per_shipment"], "B",
+            note=f"{total:,} shipments in {WAVES} waves, bound {bound:,}: RSS growth ÷ "
+            f"shipments ({waves['total_us']:.0f} µs per event); unbounded with all "
+            f"{shipments:,} in flight: {main['store_rss_per_shipment']:,.0f} B "
+            "(bench.fold_cpu)")
+    )  # fmt: skip
+    return rows
 
 
 __all__ = ["PARTITIONS", "fold_worker", "measure", "wait_ready"]
