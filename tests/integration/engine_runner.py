@@ -56,6 +56,9 @@ async def main(bootstrap: str, prefix: str, state_dir: str) -> None:
         partitions=3,
         state_dir=Path(state_dir),
         max_batch_records=200,
+        # 300 shipments over 3 tasks, room for 20 unpacked per task: nearly every record
+        # reads a state packed after an earlier commit, so the kills also cover that path.
+        store_unpacked_max=60,
     )
     engine = StreamEngine(PROCESSOR, settings)
     stop = asyncio.Event()

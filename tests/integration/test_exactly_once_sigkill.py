@@ -3,6 +3,8 @@
 A producer streams records while the processing process is killed with SIGKILL at
 random moments and restarted. Afterwards, read_committed: every input produced exactly
 one output (no loss, no duplicate), and the changelog's state equals a fault-free count.
+The runner's stores are bounded far below its shipments, so most records are folded
+onto states read back from batches the store packed (decision 0008, addendum).
 """
 
 from __future__ import annotations

@@ -25,6 +25,8 @@ settings (environment):
   HANDOFF_STUCK_AFTER_HOURS      carrier silence that raises a `stuck` exception (default 48)
   HANDOFF_QUERY_RETENTION_DAYS   finished shipments unchanged this long leave the query
                                  replica (default: unset, every shipment is kept)
+  HANDOFF_STORE_UNPACKED_MAX     shipment states the fold keeps decoded; the rest are
+                                 packed, ~0.5 KB each (default 50000)
   HANDOFF_HTTP_PORT              HTTP port (default 8084)
   HANDOFF_TOPIC_PREFIX           prefix for topics, groups and transactional ids
 See docs/operating.md for the rest (batches, compression, sizing).
